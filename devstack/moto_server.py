@@ -1,0 +1,56 @@
+"""moto's ThreadedMotoServer, made to behave like AWS where our tests need it to.
+
+- One request at a time: moto's conditional writes are not atomic across
+  threads, DynamoDB's are, and single-flight tests depend on that.
+- Every AWS operation is recorded ("dynamodb.GetItem", "kms.Decrypt", ...), so a
+  test can assert which calls a vend made, from outside the code under test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+class _QuietRequestHandler(MotoRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per AWS call drowns test output
+        pass
+
+
+TARGET_PREFIXES = {"DynamoDB_20120810": "dynamodb", "TrentService": "kms", "secretsmanager": "secretsmanager"}
+
+
+class MotoServer(ThreadedMotoServer):
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def _serialized(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., list[bytes]]:
+        def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            with self._lock:
+                if target:
+                    prefix, _, operation = target.partition(".")
+                    self.calls.append(f"{TARGET_PREFIXES.get(prefix, prefix)}.{operation}")
+                return list(app(environ, start_response))
+
+        return wsgi
+
+    def _server_entry(self) -> None:
+        app = self._serialized(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler)
+        self._port = self._server.server_address[1]  # keep the port if we are restarted
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def aws_calls(self, service: str | None = None) -> list[str]:
+        return [call for call in self.calls if service is None or call.startswith(service + ".")]

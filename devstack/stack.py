@@ -1,0 +1,116 @@
+"""Start the embedded local stack and provision it like the deployed one.
+
+    with LocalStack() as stack:
+        stack.add_app("demo", allowed_callers=[...], allowed_scopes=[...])
+        os.environ.update(stack.env)   # then call the real handler
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.request
+from typing import Any
+
+import boto3
+
+from .moto_server import MotoServer
+from .stub_token_endpoint import StubTokenEndpoint
+from .template import table_definition, ttl_attribute
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+TABLE_NAME = "sangoma-token-vending-local"
+KEY_ALIAS = "alias/sangoma-token-vending-local"
+SECRET_PREFIX = "sangoma/token-vending/"
+DEFAULT_SCOPES = ("cx.agent-calls", "cx.queue-calls")
+
+
+class LocalStack:
+    def __init__(self) -> None:
+        self.moto = MotoServer()
+        self.token_endpoint = StubTokenEndpoint()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        self.moto.start()
+        self.token_endpoint.start()
+        self.provision()
+        return self
+
+    def stop(self) -> None:
+        self.token_endpoint.stop()
+        self.moto.stop()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The function's environment against this stack (the names template.yaml sets)."""
+        return {
+            "AWS_ENDPOINT_URL": self.moto.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any credentials
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "TOKEN_TABLE_NAME": TABLE_NAME,
+            "TOKEN_KMS_KEY_ID": KEY_ALIAS,
+            "SECRET_PREFIX": SECRET_PREFIX,
+            "TOKEN_URL": self.token_endpoint.url,
+            "POWERTOOLS_SERVICE_NAME": "token-vending",
+            "POWERTOOLS_METRICS_NAMESPACE": "SangomaTokenVending",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.moto.url, region_name=REGION,  # type: ignore[call-overload]
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def provision(self) -> None:
+        """Create the table (from template.yaml's definition) and the KMS key with its alias."""
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(**table_definition(TABLE_NAME))
+        dynamodb.update_time_to_live(TableName=TABLE_NAME, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": ttl_attribute()})
+        kms = self.client("kms")
+        key_id = kms.create_key(Description="seals cached Sangoma tokens (local)")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=KEY_ALIAS, TargetKeyId=key_id)
+
+    def reset(self) -> None:
+        """Empty every AWS resource and the stub, then provision again: a clean slate per test."""
+        request = urllib.request.Request(self.moto.url + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own loopback server
+        self.token_endpoint.reset()
+        self.moto.calls.clear()
+        self.provision()
+        self.moto.calls.clear()
+
+    def add_app(self, app: str, *, allowed_callers: list[str], allowed_scopes: list[str] | None = None,
+                client_id: str | None = None, client_secret: str | None = None,
+                register_with_endpoint: bool = True) -> dict[str, Any]:
+        """Create (or give a new version to) the app's secret; the stub learns its credentials."""
+        secret = {
+            "client_id": client_id or f"{app}-client",
+            "client_secret": client_secret or "cs_" + secrets.token_urlsafe(24),
+            "allowed_scopes": list(DEFAULT_SCOPES if allowed_scopes is None else allowed_scopes),
+            "allowed_callers": allowed_callers,
+        }
+        self.put_secret(app, json.dumps(secret))
+        if register_with_endpoint:
+            self.token_endpoint.clients[secret["client_id"]] = secret["client_secret"]
+        return secret
+
+    def put_secret(self, app: str, secret_string: str) -> str:
+        """Store a raw SecretString (new secret or new AWSCURRENT version); returns the VersionId."""
+        manager = self.client("secretsmanager")
+        name = SECRET_PREFIX + app
+        try:
+            return str(manager.put_secret_value(SecretId=name, SecretString=secret_string)["VersionId"])
+        except manager.exceptions.ResourceNotFoundException:
+            return str(manager.create_secret(Name=name, SecretString=secret_string)["VersionId"])
+
+    def table_items(self) -> list[dict[str, Any]]:
+        return list(self.client("dynamodb").scan(TableName=TABLE_NAME)["Items"])

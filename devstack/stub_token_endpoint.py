@@ -1,0 +1,146 @@
+"""A stand-in for Sangoma's OAuth2 token endpoint: a real HTTP server on 127.0.0.1.
+
+By default it behaves like the real one (client_credentials grant, HTTP Basic
+auth, a new opaque token per request, expires_in about 281 days). Tests script
+faults with `queue(Reply(...))` and read back what it received.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+DEFAULT_EXPIRES_IN = 24_304_413
+
+
+@dataclass
+class Reply:
+    """One scripted answer. `body` may be a dict (sent as JSON) or raw text; `reset` drops the connection."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    reset: bool = False
+
+
+@dataclass(frozen=True)
+class Received:
+    authorization: str | None
+    content_type: str | None
+    client_id: str | None
+    client_secret: str | None
+    form: dict[str, list[str]]
+
+    @property
+    def scope(self) -> str | None:
+        return self.form.get("scope", [None])[0]
+
+
+class StubTokenEndpoint:
+    def __init__(self) -> None:
+        self.clients: dict[str, str] = {}
+        self.received: list[Received] = []
+        self.delay = 0.0  # applied to every default answer
+        self.expires_in: Any = DEFAULT_EXPIRES_IN
+        self.same_token = False  # answer with the token it gave before, as Sangoma does until expiry
+        self._replies: list[Reply] = []
+        self._issued: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/oauth/token"
+
+    def start(self) -> StubTokenEndpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.clients.clear()
+            self.received.clear()
+            self._replies.clear()
+            self._issued.clear()
+        self.delay, self.expires_in, self.same_token = 0.0, DEFAULT_EXPIRES_IN, False
+
+    def queue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    @property
+    def request_count(self) -> int:
+        return len(self.received)
+
+    def _answer(self, received: Received) -> Reply:
+        with self._lock:
+            self.received.append(received)
+            if self._replies:
+                return self._replies.pop(0)
+        if self.clients.get(received.client_id or "") != received.client_secret or received.client_id is None:
+            return Reply(401, {"error": "invalid_client", "error_description": "bad client credentials"})
+        scope = received.scope
+        if received.form.get("grant_type") != ["client_credentials"] or not scope:
+            return Reply(400, {"error": "invalid_request"})
+        key = (received.client_id, scope)
+        with self._lock:
+            token = self._issued.get(key) if self.same_token else None
+            token = token or "sgm_" + secrets.token_urlsafe(32)
+            self._issued[key] = token
+        body = {"access_token": token, "scope": scope, "token_type": "bearer", "expires_in": self.expires_in}
+        return Reply(200, body, delay=self.delay)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+                authorization = self.headers.get("Authorization")
+                client_id = client_secret = None
+                if authorization and authorization.startswith("Basic "):
+                    decoded = base64.b64decode(authorization[6:]).decode()
+                    client_id, _, client_secret = decoded.partition(":")
+                reply = stub._answer(Received(authorization, self.headers.get("Content-Type"), client_id,
+                                              client_secret, form))
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.reset:
+                    # SO_LINGER 0 makes close() send a TCP reset, as a crashed server would.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                payload = (json.dumps(reply.body) if isinstance(reply.body, (dict, list)) else
+                           str(reply.body or "")).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json" if isinstance(reply.body, dict) else "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler

@@ -1,0 +1,1 @@
+"""Token vending for Sangoma CX APIs: the Lambda function's code."""

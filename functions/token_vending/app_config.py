@@ -1,0 +1,116 @@
+"""Each app's client credentials and access policy, read from Secrets Manager.
+
+Written by hand rather than with Powertools' SecretsProvider because the vend
+needs two things it does not give: the secret's VersionId (a new version
+clears remembered failures) and stale-if-error (keep the last good copy while
+Secrets Manager is down).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import ConfigurationError, DependencyUnavailable, UnknownApp
+from .observability import logger, record_degraded
+
+NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
+REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    app: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    allowed_scopes: frozenset[str]
+    allowed_callers: tuple[str, ...]
+    version_id: str
+
+    @property
+    def credential_id(self) -> str:
+        """Short, one-way name of the client credentials: tokens are cached per credentials,
+        so a rotation stops old tokens being served while a policy-only change keeps them."""
+        digest = hashlib.sha256(f"sangoma-credential\0{self.client_id}\0{self.client_secret}".encode())
+        return digest.hexdigest()[:16]
+
+
+def parse_app_config(app: str, secret_string: str | None, version_id: str) -> AppConfig:
+    """Validate a secret's JSON. Problems name the field, never its value."""
+    try:
+        data: Any = json.loads(secret_string or "")
+    except ValueError:
+        raise ConfigurationError(app, "secret is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(app, "secret is not a JSON object")
+    for name in ("client_id", "client_secret"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise ConfigurationError(app, f"secret lacks a non-empty string {name}")
+
+    def string_list(name: str) -> list[str]:
+        value = data.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigurationError(app, f"{name} must be a list of strings")
+        return value
+
+    return AppConfig(
+        app=app,
+        client_id=data["client_id"],
+        client_secret=data["client_secret"],
+        allowed_scopes=frozenset(string_list("allowed_scopes")),
+        allowed_callers=tuple(string_list("allowed_callers")),
+        version_id=version_id,
+    )
+
+
+@dataclass
+class _Cached:
+    config: AppConfig
+    fetched_at: float
+
+
+class AppConfigStore:
+    """Reads `${prefix}{app}` with an in-memory, time-limited cache and stale-if-error."""
+
+    def __init__(self, client_factory: Callable[[], Any], prefix: str, max_age_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client_factory = client_factory
+        self._prefix = prefix
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+
+    def get(self, app: str, *, force_fetch: bool = False) -> AppConfig:
+        cached = self._cache.get(app)
+        if cached and not force_fetch and self._clock() - cached.fetched_at < self._max_age:
+            return cached.config
+        try:
+            answer = self._client_factory().get_secret_value(SecretId=self._prefix + app)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in NOT_FOUND_CODES:
+                self._cache.pop(app, None)
+                raise UnknownApp() from None
+            if code in REFUSED_CODES:
+                raise ConfigurationError(app, f"secrets manager refused to return the secret: {code}") from None
+            return self._stale_or_raise(app, cached, code)
+        except BotoCoreError as error:
+            return self._stale_or_raise(app, cached, type(error).__name__)
+        config = parse_app_config(app, answer.get("SecretString"), answer.get("VersionId", ""))
+        self._cache[app] = _Cached(config, self._clock())
+        return config
+
+    def _stale_or_raise(self, app: str, cached: _Cached | None, reason: str) -> AppConfig:
+        record_degraded("secretsmanager")
+        if cached is None:
+            logger.warning("secrets manager unavailable, no copy in memory", extra={"app": app, "reason": reason})
+            raise DependencyUnavailable("the application's configuration cannot be read now", retry_after=5)
+        logger.warning("secrets manager unavailable, using the copy in memory",
+                       extra={"app": app, "reason": reason, "age_seconds": int(self._clock() - cached.fetched_at)})
+        return cached.config

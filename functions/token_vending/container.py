@@ -1,0 +1,91 @@
+"""What one Lambda container keeps between invocations: settings, clients, caches.
+
+Everything is built lazily on first use (cold starts pay only for what they
+touch) and once per container. AWS clients honour AWS_ENDPOINT_URL, which points
+them at a local moto server in tests and the demo.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .app_config import AppConfigStore
+from .cooldowns import Cooldowns
+from .memory_cache import MemoryCache
+from .settings import Settings
+from .token_endpoint import TokenEndpoint, build_session
+from .token_store import TokenStore
+from .vending import TokenVendor
+
+# Standard retry mode and short timeouts: every call must fit well inside API Gateway's 29 s.
+AWS_CLIENT_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=3,
+    retries={"mode": "standard", "max_attempts": 3},
+)
+
+
+class Container:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self._settings or Settings.from_env()
+
+    @cached_property
+    def _boto_session(self) -> boto3.Session:
+        return boto3.Session()
+
+    def _client(self, service: str) -> Any:
+        return self._boto_session.client(service, config=AWS_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+    @cached_property
+    def secretsmanager(self) -> Any:
+        return self._client("secretsmanager")
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @cached_property
+    def kms(self) -> Any:
+        return self._client("kms")
+
+    @cached_property
+    def store(self) -> TokenStore:
+        return TokenStore(lambda: self.dynamodb, lambda: self.kms, self.settings.token_table_name,
+                          self.settings.token_kms_key_id)
+
+    @cached_property
+    def vendor(self) -> TokenVendor:
+        settings = self.settings
+        return TokenVendor(
+            settings=settings,
+            configs=AppConfigStore(lambda: self.secretsmanager, settings.secret_prefix,
+                                   settings.secret_cache_seconds),
+            store=self.store,
+            memory=MemoryCache(settings.memory_trust_seconds),
+            endpoint=TokenEndpoint(build_session(settings.token_max_retries), settings.token_url,
+                                   settings.token_connect_timeout_seconds, settings.token_read_timeout_seconds,
+                                   settings.max_token_lifetime_seconds),
+            cooldowns=Cooldowns(),
+        )
+
+
+_current = Container()
+
+
+def current() -> Container:
+    return _current
+
+
+def start_new_container(settings: Settings | None = None) -> Container:
+    """Forget everything this container holds, as a fresh Lambda container would (tests, benchmarks)."""
+    global _current
+    _current = Container(settings)
+    return _current

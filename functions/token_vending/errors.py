@@ -1,0 +1,70 @@
+"""Errors a vend can end in, each carrying the HTTP answer it maps to.
+
+They are raised where the problem is detected and turned into a response in
+one place (app.py). Descriptions are written for the caller: they never hold
+a secret, a token or an upstream response body.
+"""
+
+from __future__ import annotations
+
+
+class VendingError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+    default_description: str = "internal error"
+
+    def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
+        self.description = description or self.default_description
+        self.retry_after = retry_after
+        super().__init__(self.description)
+
+
+class InvalidRequest(VendingError):
+    status, code, default_description = 400, "invalid_request", "invalid request"
+
+
+class UnknownApp(VendingError):
+    status, code, default_description = 404, "unknown_app", "no such application"
+
+
+class AccessDenied(VendingError):
+    status, code, default_description = 403, "access_denied", "caller is not allowed for this application"
+
+
+class InvalidScope(VendingError):
+    status, code, default_description = 403, "invalid_scope", "scope not allowed for this application"
+
+
+class UpstreamError(VendingError):
+    status, code, default_description = 502, "upstream_error", "the token endpoint gave an unusable answer"
+
+
+class CredentialsRejected(UpstreamError):
+    """The token endpoint refused the app's client credentials (invalid_client)."""
+
+    default_description = "the token endpoint rejected the application's credentials"
+
+
+class UpstreamUnavailable(VendingError):
+    status, code, default_description = 503, "upstream_unavailable", "the token endpoint is unavailable"
+
+
+class UpstreamThrottled(UpstreamUnavailable):
+    """The endpoint said when to come back (429/503 with Retry-After): remembered, not retried."""
+
+
+class DependencyUnavailable(VendingError):
+    status, code, default_description = 503, "dependency_unavailable", "a backing service is unavailable"
+
+
+class ConfigurationError(VendingError):
+    """The app's secret is unusable. The caller sees a bare 500; `detail` goes to the log."""
+
+    def __init__(self, app: str, detail: str) -> None:
+        super().__init__()
+        self.app = app
+        self.detail = detail
+
+
+class StoreUnavailable(Exception):
+    """The shared cache (DynamoDB or KMS) failed; vends go on without it."""

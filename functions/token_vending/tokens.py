@@ -1,0 +1,55 @@
+"""What a cached token is, what it is keyed by, and its public fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+def fingerprint(access_token: str) -> str:
+    """First 16 hex characters of the token's SHA-256: safe to log, return and store."""
+    return hashlib.sha256(access_token.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """One cached token per (app, normalized scope set, client credentials)."""
+
+    app: str
+    scope: str  # normalized: sorted, unique, space-separated
+    credential_id: str
+
+    @property
+    def table_key(self) -> str:
+        scope_digest = hashlib.sha256(self.scope.encode()).hexdigest()[:32]  # scope strings can be long
+        return f"token#{self.app}#{self.credential_id}#{scope_digest}"
+
+    @property
+    def lease_key(self) -> str:
+        return "lease#" + self.table_key.removeprefix("token#")
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    access_token: str = field(repr=False)
+    token_type: str
+    scope: str
+    expires_at: float  # epoch seconds
+    # The endpoint answered with the token it had already given: it will not renew
+    # before expiry, so keep serving this one instead of asking again.
+    renewal_blocked: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.access_token)
+
+    def seconds_left(self, now: float) -> float:
+        return self.expires_at - now
+
+    def servable(self, now: float, min_ttl_seconds: float) -> bool:
+        left = self.seconds_left(now)
+        return left > min_ttl_seconds or (self.renewal_blocked and left > 0)
+
+    def expires_at_rfc3339(self) -> str:
+        return datetime.fromtimestamp(int(self.expires_at), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
