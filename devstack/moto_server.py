@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -42,6 +43,7 @@ class MotoServer(ThreadedMotoServer):
         return wsgi
 
     def _server_entry(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call drowns test output
         app = self._serialized(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler)
         self._port = self._server.server_address[1]  # keep the port if we are restarted

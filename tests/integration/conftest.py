@@ -1,0 +1,161 @@
+"""The embedded local stack for integration tests: a real moto server and a real
+stub token endpoint on 127.0.0.1, and the real handler driven with API Gateway events.
+
+Each test starts from empty AWS resources and a fresh container (empty memory caches).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.stack import LocalStack
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+CALLER_ROLE = "arn:aws:iam::111122223333:role/billing-service"
+CALLER_SESSION = "arn:aws:sts::111122223333:assumed-role/billing-service/billing-session"
+SCOPES = "cx.agent-calls cx.queue-calls"
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    with LocalStack() as stack:
+        yield stack
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+    @property
+    def error(self) -> str | None:
+        return self.body.get("error") if self.body else None
+
+
+class Lambda:
+    """Invokes the real handler the way API Gateway and EventBridge do."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+
+    @staticmethod
+    def api_event(method: str = "GET", app: str = "demo", scope: str | list[str] | None = SCOPES,
+                  caller: str | None = CALLER_SESSION, extra_query: dict[str, str] | None = None) -> dict[str, Any]:
+        event: dict[str, Any] = copy.deepcopy(json.loads((EVENTS / "vend.json").read_text()))
+        path = f"/apps/{app}/token"
+        event.update(httpMethod=method, path=path, pathParameters={"app": app})
+        event["requestContext"].update(httpMethod=method, path="/v1" + path)
+        values = [] if scope is None else [scope] if isinstance(scope, str) else list(scope)
+        multi: dict[str, list[str]] = {"scope": values} if values else {}
+        for name, value in (extra_query or {}).items():
+            multi[name] = [value]
+        event["multiValueQueryStringParameters"] = multi or None
+        event["queryStringParameters"] = {name: vals[-1] for name, vals in multi.items()} or None
+        event["requestContext"]["identity"]["userArn"] = caller
+        return event
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        from token_vending.app import lambda_handler
+
+        return lambda_handler(event, LambdaContext())  # type: ignore[no-any-return]
+
+    def call(self, method: str = "GET", **kwargs: Any) -> Answer:
+        result = self.invoke(self.api_event(method, **kwargs))
+        body = json.loads(result["body"]) if result.get("body") else None
+        headers = {**(result.get("headers") or {})}
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers.setdefault(name, values[-1])
+        return Answer(result["statusCode"], headers, body)
+
+    def vend(self, **kwargs: Any) -> Answer:
+        return self.call("GET", **kwargs)
+
+    def report(self, fingerprint: str, **kwargs: Any) -> Answer:
+        return self.call("DELETE", extra_query={"fingerprint": fingerprint}, **kwargs)
+
+    @staticmethod
+    def new_container() -> None:
+        """What a cold Lambda container has: nothing in memory."""
+        from token_vending import container
+
+        container.start_new_container()
+
+
+class LambdaContext:
+    function_name = "TokenVendingFunction"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenVendingFunction"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 28_000
+
+
+@pytest.fixture
+def stack(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    local_stack.reset()
+    for name, value in local_stack.env.items():
+        monkeypatch.setenv(name, value)
+    return local_stack
+
+
+@pytest.fixture
+def lam(stack: LocalStack) -> Iterator[Lambda]:
+    """The function, in a fresh container, against a clean stack with app `demo` set up."""
+    stack.add_app("demo", allowed_callers=[CALLER_ROLE])
+    Lambda.new_container()
+    stack.moto.calls.clear()
+    yield Lambda(stack)
+    Lambda.new_container()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Set function settings for this test; the next container reads them."""
+
+    def apply(**values: Any) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, str(value))
+        Lambda.new_container()
+
+    return apply
+
+
+def child_env(stack: LocalStack, **extra: str) -> dict[str, str]:
+    """The environment a separate Python process (a cold container) needs against this stack."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, **stack.env, **extra}
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "functions"), str(root)])
+    return env
+
+
+@pytest.fixture
+def captured_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """Everything the function logs (its JSON log lines) and prints (EMF metrics), as one text."""
+    from token_vending.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    std_logger = logging.getLogger(logger.name)
+    std_logger.addHandler(handler)
+
+    def read() -> str:
+        printed = capfd.readouterr()
+        return stream.getvalue() + printed.out + printed.err
+
+    yield read
+    std_logger.removeHandler(handler)
