@@ -74,7 +74,8 @@ def not_found(_: NotFoundError) -> Response:
     path = api.current_event.path or ""
     if path.startswith("/apps/") and path.endswith("/token"):
         # Only an app name the route pattern cannot even hold ends up here.
-        return _error_response(InvalidRequest("app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"))
+        return vending_error(InvalidRequest("app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"))
+    record_vend("not_found")
     return _error_response(VendingError("no such route"), status=404, code="not_found")
 
 
