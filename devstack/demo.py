@@ -1,0 +1,56 @@
+"""`make demo`: vend one token through the real handler against the embedded local stack.
+
+Starts a moto server (Secrets Manager, DynamoDB, KMS) and a stub of Sangoma's
+token endpoint on 127.0.0.1, creates the table, key and a demo app secret,
+invokes the handler with events/vend.json, prints the answer, and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "functions"))
+
+from devstack.stack import LocalStack  # noqa: E402
+
+DEMO_CALLER = "arn:aws:iam::111122223333:role/billing-service"  # the role whose session events/vend.json carries
+
+
+class _Context:
+    function_name = "TokenVendingFunction"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenVendingFunction"
+    aws_request_id = "demo"
+
+
+def main() -> int:
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # keep the demo's output to the answer
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    with LocalStack() as stack:
+        os.environ.update(stack.env)
+        stack.add_app("demo", allowed_callers=[DEMO_CALLER])
+        print(f"local stack: moto {stack.moto.url}, token endpoint {stack.token_endpoint.url}")
+        print("app secret:  sangoma/token-vending/demo (callers: billing-service role)")
+
+        from token_vending.app import lambda_handler
+
+        event: dict[str, Any] = json.loads((ROOT / "events" / "vend.json").read_text())
+        print("\nGET /apps/demo/token?scope=cx.agent-calls%20cx.queue-calls  (first call: from the token endpoint)")
+        first = lambda_handler(event, _Context())
+        print(f"HTTP {first['statusCode']}")
+        print(json.dumps(json.loads(first["body"]), indent=2))
+        second = lambda_handler(event, _Context())
+        body = json.loads(second["body"])
+        same = body.get("fingerprint") == json.loads(first["body"]).get("fingerprint")
+        print(f"\nsecond call: HTTP {second['statusCode']}, same token: {same}, "
+              f"token endpoint requests so far: {stack.token_endpoint.request_count}")
+        return 0 if first["statusCode"] == 200 and same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
