@@ -17,6 +17,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+
 class _QuietRequestHandler(MotoRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # one line per AWS call drowns test output
         pass

@@ -82,7 +82,7 @@ class LocalStack:
     def reset(self) -> None:
         """Empty every AWS resource and the stub, then provision again: a clean slate per test."""
         request = urllib.request.Request(self.moto.url + "/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own loopback server
+        urllib.request.urlopen(request, timeout=10).close()
         self.token_endpoint.reset()
         self.moto.calls.clear()
         self.provision()

@@ -36,7 +36,7 @@ def _caller_arn() -> str | None:
 
 
 @api.get("/apps/<app>/token")
-def get_token(app: str) -> Response:
+def get_token(app: str) -> Response[str]:
     request = parse_token_request(app, _scope_values())
     caller = _caller_arn()
     vended = container.current().vendor.vend(request, caller)
@@ -57,7 +57,7 @@ def get_token(app: str) -> Response:
 
 
 @api.delete("/apps/<app>/token")
-def report_rejected_token(app: str) -> Response:
+def report_rejected_token(app: str) -> Response[str]:
     request = parse_token_request(app, _scope_values())
     token_fingerprint = parse_fingerprint(api.current_event.query_string_parameters.get("fingerprint"))
     caller = _caller_arn()
@@ -70,35 +70,34 @@ def report_rejected_token(app: str) -> Response:
 
 
 @api.not_found
-def not_found(_: NotFoundError) -> Response:
+def not_found(_: NotFoundError) -> Response[str]:
     path = api.current_event.path or ""
     if path.startswith("/apps/") and path.endswith("/token"):
         # Only an app name the route pattern cannot even hold ends up here.
-        return vending_error(InvalidRequest("app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"))
-    record_vend("not_found")
+        return _error_response(InvalidRequest("app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"))
     return _error_response(VendingError("no such route"), status=404, code="not_found")
 
 
 @api.exception_handler(VendingError)
-def vending_error(error: VendingError) -> Response:
+def vending_error(error: VendingError) -> Response[str]:
     if isinstance(error, ConfigurationError):
         logger.error("application secret is misconfigured", extra={"app": error.app, "problem": error.detail})
-    record_vend(error.code)
     return _error_response(error)
 
 
 @api.exception_handler(Exception)
-def unexpected_error(error: Exception) -> Response:
+def unexpected_error(error: Exception) -> Response[str]:
     logger.exception("unexpected error")
-    record_vend("internal_error")
     return _error_response(VendingError())
 
 
-def _error_response(error: VendingError, status: int | None = None, code: str | None = None) -> Response:
+def _error_response(error: VendingError, status: int | None = None, code: str | None = None) -> Response[str]:
+    code = code or error.code
+    record_vend(code)
     headers = dict(NO_STORE)
     if error.retry_after:
         headers["Retry-After"] = str(error.retry_after)
-    body = {"error": code or error.code, "error_description": error.description}
+    body = {"error": code, "error_description": error.description}
     return Response(status_code=status or error.status, content_type="application/json", body=json.dumps(body),
                     headers=headers)
 

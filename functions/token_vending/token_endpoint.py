@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from .errors import CredentialsRejected, UpstreamError, UpstreamThrottled, UpstreamUnavailable
@@ -35,7 +35,7 @@ class _BudgetedRetry(Retry):
     # urllib3 caps a long Retry-After and sleeps anyway; within a 29 s API call we
     # would rather stop retrying and pass the wait on to the caller.
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
-                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Retry:
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
         if response is not None:
             header = response.headers.get("Retry-After")
             if header and self.parse_retry_after(header) > self.retry_after_max:
@@ -150,12 +150,12 @@ def _ms_since(started: float) -> float:
 
 
 def _retry_after(header: str | None) -> int:
-    if header:
-        try:
-            return max(1, math.ceil(Retry().parse_retry_after(header)))
-        except Exception:  # urllib3 raises InvalidHeader for junk; fall back to our default
-            pass
-    return DEFAULT_RETRY_AFTER
+    if not header:
+        return DEFAULT_RETRY_AFTER
+    try:
+        return max(1, math.ceil(Retry().parse_retry_after(header)))
+    except InvalidHeader:  # junk in the header: fall back to our default
+        return DEFAULT_RETRY_AFTER
 
 
 def _error_code(response: requests.Response) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def fingerprint(access_token: str) -> str:
@@ -52,4 +52,4 @@ class CachedToken:
         return left > min_ttl_seconds or (self.renewal_blocked and left > 0)
 
     def expires_at_rfc3339(self) -> str:
-        return datetime.fromtimestamp(int(self.expires_at), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(int(self.expires_at), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from .app_config import AppConfig, AppConfigStore
 from .cooldowns import Cooldowns
-from .errors import CredentialsRejected, DependencyUnavailable, StoreUnavailable, UpstreamThrottled, \
-    UpstreamUnavailable
+from .errors import CredentialsRejected, DependencyUnavailable, StoreUnavailable, UpstreamThrottled, UpstreamUnavailable
 from .memory_cache import MemoryCache
 from .observability import logger, record_degraded, record_single_flight_wait
 from .policy import authorize
@@ -88,9 +87,8 @@ class TokenVendor:
         previous: str | None = None  # fingerprint of the token we had, to notice the same one coming back
         if use_memory and (hit := self._memory.get(key)):
             token, trusted = hit
-            if token.servable(self._clock(), min_ttl):
-                if trusted or self._table_still_holds(key, token):
-                    return Vended(token, "memory")
+            if token.servable(self._clock(), min_ttl) and (trusted or self._table_still_holds(key, token)):
+                return Vended(token, "memory")
             previous = token.fingerprint
             self._memory.drop(key)
         return self._from_table_or_upstream(config, request, key, min_ttl, previous)

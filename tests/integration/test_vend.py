@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from .conftest import CALLER_SESSION, SCOPES, Lambda
@@ -22,7 +22,7 @@ def test_vend_fetches_a_token_with_exactly_the_scopes_asked(lam: Lambda) -> None
     assert body["scope"] == SCOPES
     assert body["token_type"] == "bearer"
     assert 24_304_400 < body["expires_in"] <= 24_304_413
-    expires_at = datetime.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    expires_at = datetime.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert abs(expires_at.timestamp() - (time.time() + body["expires_in"])) < 3
 
     [received] = lam.stack.token_endpoint.received
