@@ -1,0 +1,99 @@
+"""One fetch per key across containers: a lease in the table, taken with a conditional write.
+
+Each container here is a separate Python process with its own import of the
+handler and its own memory cache, as Lambda runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.stack import TABLE_NAME, LocalStack
+from token_vending.app_config import parse_app_config
+from token_vending.tokens import TokenKey
+
+from .conftest import Lambda, child_env
+
+
+def start_cold_containers(stack: LocalStack, event: dict[str, Any], count: int, tmp_path: Path,
+                          start_in: float = 4.0, **env: str) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    start_at = time.time() + start_in  # after every process has imported the handler
+    started = []
+    for index in range(count):
+        result = tmp_path / f"container-{index}.json"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.cold_container", json.dumps(event), str(start_at), str(result)],
+            env=child_env(stack, POWERTOOLS_LOG_LEVEL="WARNING", **env),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        started.append((process, result))
+    return started
+
+
+def results_of(started: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, Any]]:
+    results = []
+    for process, result in started:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr.decode()
+        results.append(json.loads(result.read_text()))
+    return results
+
+
+@pytest.mark.slow
+def test_eight_cold_containers_missing_one_key_make_one_upstream_request(lam: Lambda, tmp_path: Path) -> None:
+    lam.stack.token_endpoint.delay = 0.5
+
+    results = results_of(start_cold_containers(lam.stack, lam.api_event(), 8, tmp_path))
+
+    assert lam.stack.token_endpoint.request_count == 1
+    assert [r["status"] for r in results] == [200] * 8
+    tokens = {json.loads(r["body"])["access_token"] for r in results}
+    assert len(tokens) == 1
+
+
+@pytest.mark.slow
+def test_a_lease_holder_that_dies_is_taken_over_when_its_lease_runs_out(lam: Lambda, tmp_path: Path,
+                                                                       settings_env) -> None:  # type: ignore[no-untyped-def]
+    lam.stack.token_endpoint.delay = 30  # the holder will be stuck upstream when it is killed
+    [(holder, _)] = start_cold_containers(lam.stack, lam.api_event(), 1, tmp_path, start_in=0, LEASE_SECONDS="3")
+    deadline = time.monotonic() + 20
+    while not any(item["pk"]["S"].startswith("lease#") for item in lam.stack.table_items()):
+        assert time.monotonic() < deadline, "the holder never took the lease"
+        time.sleep(0.05)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    lam.stack.token_endpoint.delay = 0
+    settings_env(LEASE_SECONDS=3, LEASE_WAIT_SECONDS=8)
+
+    started = time.monotonic()
+    answer = lam.vend()
+    waited = time.monotonic() - started
+
+    assert answer.status == 200
+    assert lam.stack.token_endpoint.request_count == 2  # the dead holder's and the taker-over's
+    assert 0.5 < waited < 8  # it waited for the lease to run out, not forever
+
+
+def test_a_waiter_whose_wait_runs_out_answers_503_without_calling_upstream(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
+    settings_env(LEASE_WAIT_SECONDS=0.5)
+    secret = lam.stack.client("secretsmanager").get_secret_value(SecretId="sangoma/token-vending/demo")
+    config = parse_app_config("demo", secret["SecretString"], secret["VersionId"])
+    key = TokenKey("demo", "cx.agent-calls cx.queue-calls", config.credential_id)
+    # Another container holds the lease for this key and is still fetching.
+    lam.stack.client("dynamodb").put_item(TableName=TABLE_NAME, Item={
+        "pk": {"S": key.lease_key}, "kind": {"S": "lease"}, "owner": {"S": "another-container"},
+        "lease_until": {"N": str(time.time() + 30)}})
+
+    answer = lam.vend()
+
+    assert (answer.status, answer.error) == (503, "upstream_unavailable")
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert lam.stack.token_endpoint.request_count == 0
