@@ -111,5 +111,5 @@ def _is_scheduled(event: dict[str, Any]) -> bool:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _is_scheduled(event):
-        return prewarm.run(event, container.current())
+        return prewarm.run(event, container.current(), context.get_remaining_time_in_millis)
     return api.resolve(event, context)

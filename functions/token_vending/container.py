@@ -62,12 +62,16 @@ class Container:
                           self.settings.token_kms_key_id)
 
     @cached_property
+    def configs(self) -> AppConfigStore:
+        return AppConfigStore(lambda: self.secretsmanager, self.settings.secret_prefix,
+                              self.settings.secret_cache_seconds)
+
+    @cached_property
     def vendor(self) -> TokenVendor:
         settings = self.settings
         return TokenVendor(
             settings=settings,
-            configs=AppConfigStore(lambda: self.secretsmanager, settings.secret_prefix,
-                                   settings.secret_cache_seconds),
+            configs=self.configs,
             store=self.store,
             memory=MemoryCache(settings.memory_trust_seconds),
             endpoint=TokenEndpoint(build_session(settings.token_max_retries), settings.token_url,

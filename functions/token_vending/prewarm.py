@@ -1,12 +1,282 @@
-"""The scheduled run: refresh cached tokens ahead of expiry and mint the listed ones."""
+"""The scheduled run: refresh cached tokens ahead of expiry and mint the listed ones.
+
+EventBridge invokes the function (template.yaml, event `Prewarm`) with either
+the bare scheduled event or the rule's Input `{"prewarm": [{"app", "scope"}, ...]}`.
+
+1. Read the metadata of every cached token (never the token itself), and each
+   app's configuration once per run, fresh from Secrets Manager so a rotation
+   is seen. Entries of older (rotated) credentials are skipped: they are never
+   served again and DynamoDB's TTL removes them.
+2. Refresh, soonest expiry first, every entry with less than its refresh
+   threshold left (see `refresh_threshold`: REFRESH_BEFORE_SECONDS with a
+   per-key jitter).
+3. Mint each listed token that is not cached yet. Listed entries are checked
+   like API input; a bad one is reported and skipped.
+
+Every fetch goes through `TokenVendor.token_for`, under the vend's
+single-flight lease, so a pre-warm and a vend never both call the token
+endpoint for one key. That, and the table being re-read under the lease, make
+a run safe to repeat (Lambda retries failed asynchronous invocations and may
+deliver an event twice): a second run finds the work done and skips it.
+
+A token the endpoint gave back unchanged ("renewed only once expired") is
+stored with `renewal_blocked`; later runs skip it until it has expired
+instead of asking again every hour.
+
+One failing entry does not stop the rest. The run returns the counts
+{refreshed, minted, skipped, failed}, logs them with the reasons, and emits
+them as metrics (PrewarmFailed raises an alarm), with the soonest expiry left.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .app_config import AppConfig
+from .errors import ConfigurationError, InvalidRequest, StoreUnavailable, UnknownApp, VendingError
+from .observability import logger, record_degraded, record_prewarm, tracer
+from .request_input import TokenRequest, parse_token_request
+from .tokens import TokenKey
 
 if TYPE_CHECKING:
     from .container import Container
 
+# A key is refreshed when it has between (1 - JITTER_SHARE) and all of
+# REFRESH_BEFORE_SECONDS left; where in that window is fixed per key.
+JITTER_SHARE = 0.5
+# Start no new fetch with less than this left before the Lambda timeout: one
+# fetch may take a lease wait or the endpoint's retries (about 10 s).
+TIME_RESERVE_SECONDS = 12.0
 
-def run(event: dict[str, Any], container: Container) -> dict[str, Any]:
-    return {"refreshed": 0, "minted": 0, "skipped": 0, "failed": 0}
+
+class PrewarmAborted(Exception):
+    """The run could do nothing (the token table is unreadable): fail it, so Lambda retries and then
+    sends the event to the dead-letter queue."""
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    """A cached token's metadata as TokenStore.entries() yields it."""
+
+    app: str
+    scope: str
+    credential_id: str
+    expires_at: float
+    renewal_blocked: bool
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> CachedEntry | None:
+        """None for an item that does not look like a token entry (nothing to refresh)."""
+        try:
+            return cls(app=str(item["app"]), scope=str(item["scope"]), credential_id=str(item["credential_id"]),
+                       expires_at=float(item["expires_at"]), renewal_blocked=item.get("renewal_blocked") is True)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def refresh_threshold(key: TokenKey, refresh_before_seconds: float) -> float:
+    """Seconds left below which the key's token is refreshed.
+
+    Jitter by a deterministic per-key offset, not by chance per run: tokens
+    minted together (same expiry) get thresholds spread evenly over the last
+    half of the window, so hourly runs refresh a few at a time; and because the
+    threshold is fixed for a key, a repeated or retried run makes the same
+    decision. A random draw per run would do neither reliably.
+    """
+    digest = hashlib.sha256(key.table_key.encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
+    return refresh_before_seconds * (1 - JITTER_SHARE * fraction)
+
+
+def parse_prewarm_list(raw: object) -> tuple[list[TokenRequest], list[str]]:
+    """The listed tokens (validated like API input, duplicates dropped) and a problem per bad entry."""
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list):
+        return [], ["prewarm must be a list of {\"app\": ..., \"scope\": ...} objects"]
+    requests: dict[tuple[str, str], TokenRequest] = {}
+    problems: list[str] = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            problems.append(f"entry {index}: not an object")
+            continue
+        app, scope = entry.get("app"), entry.get("scope")
+        scopes = [scope] if isinstance(scope, str) else scope
+        if not isinstance(app, str) or not isinstance(scopes, list) or \
+                not all(isinstance(value, str) for value in scopes):
+            problems.append(f"entry {index}: app and scope must be strings")
+            continue
+        try:
+            request = parse_token_request(app, scopes)
+        except InvalidRequest as error:
+            problems.append(f"entry {index}: {error.description}")
+            continue
+        requests.setdefault((request.app, request.scope), request)
+    return list(requests.values()), problems
+
+
+@dataclass
+class Summary:
+    refreshed: int = 0
+    minted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # why skipped or failed, for the log line
+
+    def count(self, outcome: str, reason: str | None = None) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        if reason:
+            self.reasons[f"{outcome}:{reason}"] += 1
+
+    def counts(self) -> dict[str, int]:
+        return {"refreshed": self.refreshed, "minted": self.minted, "skipped": self.skipped, "failed": self.failed}
+
+
+@tracer.capture_method(capture_response=False)
+def run(event: Mapping[str, Any], container: Container,
+        time_left_ms: Callable[[], int] | None = None) -> dict[str, int]:
+    """One scheduled run; returns {refreshed, minted, skipped, failed}."""
+    return _Run(container, time_left_ms).execute(event.get("prewarm"))
+
+
+class _Run:
+    def __init__(self, container: Container, time_left_ms: Callable[[], int] | None) -> None:
+        self._container = container
+        self._time_left_ms = time_left_ms
+        self._summary = Summary()
+        self._configs: dict[str, AppConfig | VendingError] = {}
+        self._expiries: dict[TokenKey, float] = {}  # current-credential keys and when their tokens end
+
+    def execute(self, listed_raw: object) -> dict[str, int]:
+        listed, problems = parse_prewarm_list(listed_raw)
+        for problem in problems:
+            logger.warning("pre-warm entry skipped", extra={"problem": problem})
+            self._summary.count("skipped", "bad_entry")
+        try:
+            entries = [entry for item in self._container.store.entries()
+                       if (entry := CachedEntry.from_item(item)) is not None]
+        except StoreUnavailable as error:
+            record_degraded("dynamodb")
+            self._summary.count("failed", "table_unreadable")
+            self._finish()
+            raise PrewarmAborted(f"the token table cannot be read ({error})") from None
+        for entry in sorted(entries, key=lambda cached: cached.expires_at):
+            self._refresh(entry)
+        for request in listed:
+            self._mint(request)
+        return self._finish()
+
+    def _finish(self) -> dict[str, int]:
+        counts = self._summary.counts()
+        soonest = min(self._expiries.values(), default=None)
+        soonest_left = None if soonest is None else soonest - time.time()
+        record_prewarm(counts, soonest_left, len(self._expiries))
+        logger.info("pre-warm run", extra={"summary": counts, "reasons": dict(self._summary.reasons),
+                                           "cached_tokens": len(self._expiries),
+                                           "soonest_expiry_seconds": None if soonest_left is None
+                                           else int(soonest_left)})
+        return counts
+
+    def _refresh(self, entry: CachedEntry) -> None:
+        try:
+            request = parse_token_request(entry.app, [entry.scope])
+        except InvalidRequest:
+            self._summary.count("skipped", "unreadable_entry")
+            return
+        config = self._config(request.app)
+        if isinstance(config, UnknownApp):
+            self._summary.count("skipped", "app_removed")
+            return
+        if isinstance(config, VendingError):
+            self._summary.count("failed", config.code)
+            return
+        if entry.credential_id != config.credential_id:
+            self._summary.count("skipped", "rotated_credentials")  # never served again; TTL removes it
+            return
+        key = TokenKey(request.app, request.scope, config.credential_id)
+        self._expiries[key] = entry.expires_at
+        left = entry.expires_at - time.time()
+        if entry.renewal_blocked and left > 0:
+            self._summary.count("skipped", "renewal_blocked")
+            return
+        threshold = refresh_threshold(key, self._container.settings.refresh_before_seconds)
+        if left > threshold:
+            self._summary.count("skipped", "fresh")
+            return
+        self._fetch(config, request, key, "refreshed", min_ttl=threshold)
+
+    def _mint(self, request: TokenRequest) -> None:
+        config = self._config(request.app)
+        if isinstance(config, VendingError):
+            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
+                                                            "problem": config.description})
+            self._summary.count("skipped" if isinstance(config, UnknownApp) else "failed", config.code)
+            return
+        key = TokenKey(request.app, request.scope, config.credential_id)
+        if key in self._expiries:
+            return  # cached: the refresh pass has looked after it
+        denied = [scope for scope in request.scopes if scope not in config.allowed_scopes]
+        if denied:
+            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
+                                                            "problem": "scope not allowed for this application"})
+            self._summary.count("skipped", "scope_not_allowed")
+            return
+        self._fetch(config, request, key, "minted", min_ttl=None)
+
+    def _fetch(self, config: AppConfig, request: TokenRequest, key: TokenKey, outcome: str,
+               min_ttl: float | None) -> None:
+        """Get a token through the vend's path (lease included) and count what happened."""
+        if self._out_of_time():
+            self._summary.count("skipped", "out_of_time")  # still due: the next run takes it
+            return
+        try:
+            vended = self._container.vendor.token_for(config, request, min_ttl=min_ttl, use_memory=False)
+            if vended.source == "upstream" and not self._stored(key, vended.token.fingerprint):
+                raise StoreUnavailable("the new token was not stored")
+        except (VendingError, StoreUnavailable) as error:
+            reason = error.code if isinstance(error, VendingError) else "store_unavailable"
+            logger.warning("pre-warm fetch failed", extra={"app": request.app, "scope": request.scope,
+                                                           "reason": reason})
+            self._summary.count("failed", reason)
+            return
+        except Exception:  # one entry's surprise must not stop the rest of the run
+            logger.exception("pre-warm fetch failed", extra={"app": request.app, "scope": request.scope})
+            self._summary.count("failed", "internal_error")
+            return
+        token = vended.token
+        self._expiries[key] = token.expires_at
+        if vended.source != "upstream":
+            self._summary.count("skipped", "done_elsewhere")  # a vend or another run got there first
+        elif token.renewal_blocked:
+            self._summary.count("skipped", "renewal_blocked")  # same token back; remembered in the table
+        else:
+            self._summary.count(outcome)
+            logger.info(f"pre-warm {outcome} a token", extra={
+                "app": request.app, "scope": request.scope, "fingerprint": token.fingerprint,
+                "expires_at": token.expires_at_rfc3339()})
+
+    def _stored(self, key: TokenKey, token_fingerprint: str) -> bool:
+        """Did the new token reach the table? (The vend keeps going without it when DynamoDB or KMS
+        fail; a pre-warm that warmed only its own memory has not done its job.)"""
+        return self._container.store.fingerprint_of(key) == token_fingerprint
+
+    def _config(self, app: str) -> AppConfig | VendingError:
+        """The app's configuration, read once per run past the memory cache (rotations are seen)."""
+        if app not in self._configs:
+            try:
+                self._configs[app] = self._container.configs.get(app, force_fetch=True)
+            except VendingError as error:
+                if not isinstance(error, UnknownApp):
+                    problem = error.detail if isinstance(error, ConfigurationError) else error.description
+                    logger.warning("pre-warm cannot read the app's configuration",
+                                   extra={"app": app, "reason": error.code, "problem": problem})
+                self._configs[app] = error
+        return self._configs[app]
+
+    def _out_of_time(self) -> bool:
+        return self._time_left_ms is not None and self._time_left_ms() < TIME_RESERVE_SECONDS * 1000

@@ -1,0 +1,261 @@
+"""The scheduled pre-warm end to end: the real handler invoked as EventBridge does, against
+the moto server and the stub token endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.stub_token_endpoint import DEFAULT_EXPIRES_IN
+
+from .conftest import CALLER_ROLE, SCOPES, Lambda
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+HOUR = 3600
+
+
+def scheduled_event() -> dict[str, Any]:
+    return dict(json.loads((EVENTS / "scheduled.json").read_text()))
+
+
+def run(lam: Lambda, prewarm: list[Any] | None = None) -> dict[str, int]:
+    """One scheduled run: the bare scheduled event, or the rule's Input when a list is given."""
+    event = scheduled_event() if prewarm is None else {"prewarm": prewarm}
+    return lam.invoke(event)
+
+
+def summary(refreshed: int = 0, minted: int = 0, skipped: int = 0, failed: int = 0) -> dict[str, int]:
+    return {"refreshed": refreshed, "minted": minted, "skipped": skipped, "failed": failed}
+
+
+def metric(emf: dict[str, Any], name: str) -> float:
+    """A metric's total in one EMF line (Powertools writes a list when a metric was added twice)."""
+    value = emf[name]
+    return float(sum(value)) if isinstance(value, list) else float(value)
+
+
+@pytest.fixture
+def expiring(lam: Lambda, settings_env: Any) -> Lambda:
+    """Tokens that live an hour, refreshed when less than two hours are left: every cached token is due."""
+    settings_env(REFRESH_BEFORE_SECONDS=2 * HOUR)
+    lam.stack.token_endpoint.expires_in = HOUR
+    return lam
+
+
+def test_the_event_files_match_what_eventbridge_sends() -> None:
+    bare = scheduled_event()
+    assert bare["source"] == "aws.events"
+    assert bare["detail-type"] == "Scheduled Event"
+    listed = json.loads((EVENTS / "prewarm.json").read_text())
+    assert set(listed) == {"prewarm"}
+    assert all(set(entry) == {"app", "scope"} for entry in listed["prewarm"])
+
+
+def test_bare_run_refreshes_a_token_close_to_expiry_so_callers_never_wait(expiring: Lambda) -> None:
+    lam = expiring
+    old = lam.vend().body
+    assert old is not None and old["expires_in"] <= HOUR
+    lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
+
+    assert run(lam) == summary(refreshed=1)
+
+    assert lam.stack.token_endpoint.request_count == 2
+    lam.new_container()
+    new = lam.vend().body
+    assert new is not None
+    assert new["access_token"] != old["access_token"]
+    assert new["expires_in"] > DEFAULT_EXPIRES_IN - 60
+    assert lam.stack.token_endpoint.request_count == 2  # the vend was served from the table
+
+
+def test_bare_run_leaves_fresh_tokens_alone(lam: Lambda) -> None:
+    lam.vend()
+
+    assert run(lam) == summary(skipped=1)
+    assert lam.stack.token_endpoint.request_count == 1
+
+
+def test_a_token_the_endpoint_gives_back_unchanged_is_not_fetched_again_every_run(expiring: Lambda) -> None:
+    lam = expiring
+    lam.stack.token_endpoint.same_token = True  # "renewed only once it is expired"
+    first = lam.vend().body
+
+    assert run(lam) == summary(skipped=1)  # asked once, got the same token back
+    assert lam.stack.token_endpoint.request_count == 2
+    assert run(lam) == summary(skipped=1)
+    assert run(lam) == summary(skipped=1)
+    assert lam.stack.token_endpoint.request_count == 2  # remembered: not asked again before it expires
+
+    lam.new_container()
+    again = lam.vend().body
+    assert first and again and again["access_token"] == first["access_token"]
+    assert lam.stack.token_endpoint.request_count == 2
+
+
+def test_listed_tokens_are_minted_and_bad_entries_reported_and_skipped(lam: Lambda, captured_logs: Any) -> None:
+    listed = [
+        {"app": "demo", "scope": "cx.queue-calls cx.agent-calls"},
+        {"app": "demo", "scope": "cx.agent-calls"},
+        {"app": "demo", "scope": "cx.agent-calls"},  # a duplicate is one token
+        {"app": "../other-secret", "scope": SCOPES},  # bad app name
+        {"app": "demo"},  # no scope
+        {"app": "demo", "scope": "cx.agent-calls \"quoted\""},  # malformed scope token
+        "demo",  # not an object
+        {"app": "ghost", "scope": SCOPES},  # no such app
+        {"app": "demo", "scope": "cx.admin"},  # scope the app does not allow
+    ]
+
+    assert run(lam, listed) == summary(minted=2, skipped=6)
+
+    assert sorted(received.scope or "" for received in lam.stack.token_endpoint.received) == \
+        ["cx.agent-calls", SCOPES]
+    logs = captured_logs()
+    assert logs.count("pre-warm entry skipped") == 6
+    # Minted into the shared cache: a cold container's vends need no upstream call.
+    lam.new_container()
+    assert lam.vend(scope=SCOPES).status == 200
+    assert lam.vend(scope="cx.agent-calls").status == 200
+    assert lam.stack.token_endpoint.request_count == 2
+    # Listed and already cached: nothing to mint again.
+    assert run(lam, listed[:2]) == summary(skipped=2)
+    assert lam.stack.token_endpoint.request_count == 2
+
+
+def test_a_failure_amid_successes_does_not_stop_the_run(expiring: Lambda) -> None:
+    lam = expiring
+    lam.vend()  # demo's token, due for refresh
+    lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
+    # billing's credentials are unknown to the endpoint: it answers invalid_client.
+    lam.stack.add_app("billing", allowed_callers=[CALLER_ROLE], register_with_endpoint=False)
+    listed = [{"app": "billing", "scope": SCOPES}, {"app": "demo", "scope": "cx.agent-calls"}]
+
+    assert run(lam, listed) == summary(refreshed=1, minted=1, failed=1)
+    assert lam.stack.token_endpoint.request_count == 4
+
+
+def test_entries_of_rotated_credentials_are_left_to_expire(expiring: Lambda) -> None:
+    lam = expiring
+    lam.vend()
+    lam.stack.add_app("demo", allowed_callers=[CALLER_ROLE])  # new client secret: a new credential
+
+    assert run(lam) == summary(skipped=1)
+    assert lam.stack.token_endpoint.request_count == 1
+
+
+def test_a_run_that_is_out_of_time_leaves_the_rest_for_the_next_run(expiring: Lambda) -> None:
+    from token_vending import container, prewarm
+
+    lam = expiring
+    lam.vend()
+
+    assert prewarm.run(scheduled_event(), container.current(), lambda: 5_000) == summary(skipped=1)
+    assert lam.stack.token_endpoint.request_count == 1
+    assert prewarm.run(scheduled_event(), container.current(), lambda: 28_000) == summary(refreshed=1)
+
+
+def test_a_prewarm_racing_a_vend_makes_one_upstream_request(lam: Lambda) -> None:
+    from token_vending import prewarm
+    from token_vending.container import Container
+
+    lam.stack.token_endpoint.delay = 0.5
+    start = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def scheduled() -> None:
+        start.wait()
+        # A container of its own: its own clients and memory, as a separate Lambda container has.
+        results["prewarm"] = prewarm.run({"prewarm": [{"app": "demo", "scope": SCOPES}]}, Container())
+
+    def vend() -> None:
+        start.wait()
+        results["vend"] = lam.vend()
+
+    threads = [threading.Thread(target=scheduled), threading.Thread(target=vend)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert lam.stack.token_endpoint.request_count == 1
+    answer = results["vend"]
+    assert answer.status == 200
+    counts = results["prewarm"]
+    # Whichever took the lease fetched; the other was served the token it stored.
+    assert counts["minted"] + counts["skipped"] == 1 and counts["failed"] == 0
+    lam.new_container()
+    assert lam.vend().body["fingerprint"] == answer.body["fingerprint"]
+
+
+def test_two_deliveries_of_one_scheduled_event_refresh_once(expiring: Lambda) -> None:
+    from token_vending import prewarm
+    from token_vending.container import Container
+
+    lam = expiring
+    lam.vend()
+    lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
+    lam.stack.token_endpoint.delay = 0.5
+    start = threading.Barrier(2)
+    outcomes: list[dict[str, int]] = []
+
+    def deliver() -> None:
+        start.wait()
+        outcomes.append(prewarm.run(scheduled_event(), Container()))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert lam.stack.token_endpoint.request_count == 2  # the vend's, and one refresh
+    assert sorted(outcome["refreshed"] for outcome in outcomes) == [0, 1]
+    assert all(outcome["failed"] == 0 for outcome in outcomes)
+
+
+def test_run_logs_its_summary_and_emits_metrics_without_any_token(expiring: Lambda, captured_logs: Any) -> None:
+    lam = expiring
+    token = lam.vend().body["access_token"]
+    lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
+    captured_logs()  # only what the run writes from here on
+
+    assert run(lam, [{"app": "demo", "scope": "cx.agent-calls"}, {"app": "bad app"}]) == \
+        summary(refreshed=1, minted=1, skipped=1)
+
+    lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
+    [line] = [line for line in lines if line.get("message") == "pre-warm run"]
+    assert line["summary"] == summary(refreshed=1, minted=1, skipped=1)
+    assert line["reasons"] == {"skipped:bad_entry": 1}
+    [emf] = [line for line in lines if "_aws" in line]
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "SangomaTokenVending"
+    assert [metric(emf, name) for name in ("PrewarmRefreshed", "PrewarmMinted", "PrewarmSkipped",
+                                           "PrewarmFailed")] == [1, 1, 1, 0]
+    assert metric(emf, "CachedTokens") == 2
+    assert DEFAULT_EXPIRES_IN - 60 < metric(emf, "SoonestTokenExpiry") <= DEFAULT_EXPIRES_IN
+    assert metric(emf, "UpstreamRequests") == 2
+    text = json.dumps(lines)
+    assert token not in text
+    for received in lam.stack.token_endpoint.received:
+        assert (received.client_secret or "") not in text
+
+
+def test_a_run_that_cannot_read_the_table_fails_so_lambda_retries_it(lam: Lambda, monkeypatch: pytest.MonkeyPatch,
+                                                                     captured_logs: Any) -> None:
+    from token_vending.prewarm import PrewarmAborted
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    lam.new_container()
+    started = time.monotonic()
+
+    with pytest.raises(PrewarmAborted):
+        run(lam)
+
+    assert time.monotonic() - started < 15
+    lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
+    [emf] = [line for line in lines if "_aws" in line]
+    assert metric(emf, "PrewarmFailed") == 1

@@ -1,0 +1,76 @@
+"""The pre-warm's pure parts: the listed-token input and the per-key refresh threshold."""
+
+from __future__ import annotations
+
+from token_vending.prewarm import JITTER_SHARE, CachedEntry, parse_prewarm_list, refresh_threshold
+from token_vending.tokens import TokenKey
+
+WEEK = 7 * 86_400
+
+
+def test_listed_entries_are_normalized_like_api_input_and_deduplicated() -> None:
+    requests, problems = parse_prewarm_list([
+        {"app": "billing", "scope": "cx.queue-calls cx.agent-calls cx.agent-calls"},
+        {"app": "billing", "scope": ["cx.agent-calls", "cx.queue-calls"]},
+        {"app": "support", "scope": "cx.agent-calls"},
+    ])
+
+    assert problems == []
+    assert [(request.app, request.scope) for request in requests] == [
+        ("billing", "cx.agent-calls cx.queue-calls"), ("support", "cx.agent-calls")]
+
+
+def test_each_bad_entry_is_reported_with_its_position_and_the_rest_kept() -> None:
+    requests, problems = parse_prewarm_list([
+        {"app": "../secret", "scope": "cx.agent-calls"},
+        {"app": "billing"},
+        {"app": "billing", "scope": ""},
+        {"app": "billing", "scope": "bad\\scope"},
+        {"app": 7, "scope": "cx.agent-calls"},
+        ["billing", "cx.agent-calls"],
+        {"app": "billing", "scope": "cx.agent-calls"},
+    ])
+
+    assert [request.app for request in requests] == ["billing"]
+    assert [problem.split(":")[0] for problem in problems] == [f"entry {index}" for index in range(6)]
+    assert "app name must match" in problems[0]
+    assert "at least one scope" in problems[2]
+    assert "malformed scope token" in problems[3]
+
+
+def test_no_list_is_nothing_to_mint_and_a_non_list_is_one_problem() -> None:
+    assert parse_prewarm_list(None) == ([], [])
+    assert parse_prewarm_list([]) == ([], [])
+    requests, problems = parse_prewarm_list({"app": "billing", "scope": "cx.agent-calls"})
+    assert requests == [] and len(problems) == 1
+
+
+def test_refresh_threshold_is_fixed_per_key_and_within_the_window() -> None:
+    key = TokenKey("billing", "cx.agent-calls", "0123456789abcdef")
+
+    threshold = refresh_threshold(key, WEEK)
+
+    assert threshold == refresh_threshold(key, WEEK)  # a repeated run decides the same way
+    assert WEEK * (1 - JITTER_SHARE) < threshold <= WEEK
+
+
+def test_refresh_thresholds_of_tokens_minted_together_spread_over_the_window() -> None:
+    keys = [TokenKey(f"app{n}", "cx.agent-calls", "0123456789abcdef") for n in range(2000)]
+    fractions = [(WEEK - refresh_threshold(key, WEEK)) / (WEEK * JITTER_SHARE) for key in keys]
+
+    # Ten equal slices of the window each hold about a tenth of the keys: hourly runs share the work.
+    per_slice = [sum(1 for fraction in fractions if n / 10 <= fraction < (n + 1) / 10) for n in range(10)]
+    assert all(140 <= count <= 260 for count in per_slice), per_slice
+
+
+def test_cached_entry_reads_store_metadata_and_ignores_what_is_not_a_token_entry() -> None:
+    item = {"kind": "token", "app": "billing", "scope": "cx.agent-calls", "credential_id": "0123456789abcdef",
+            "secret_version": "v1", "fingerprint": "fedcba9876543210", "expires_at": "1900000000",
+            "renewal_blocked": True, "stored_at": "1800000000"}
+
+    entry = CachedEntry.from_item(item)
+
+    assert entry == CachedEntry("billing", "cx.agent-calls", "0123456789abcdef", 1_900_000_000.0, True)
+    assert CachedEntry.from_item({**item, "renewal_blocked": False}).renewal_blocked is False  # type: ignore[union-attr]
+    assert CachedEntry.from_item({"kind": "token", "app": "billing"}) is None
+    assert CachedEntry.from_item({**item, "expires_at": "soon"}) is None
