@@ -33,7 +33,7 @@ test: lint validate scan
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check functions devstack tests
+	$(VENV)/bin/ruff check functions devstack tests tools layers
 	$(VENV)/bin/mypy
 
 validate: $(VENV)/.installed $(SAM_VENV)/.installed
@@ -46,16 +46,24 @@ scan: $(VENV)/.installed $(SCAN_VENV)/.installed
 	$(SCAN_VENV)/bin/checkov --quiet --compact --framework cloudformation --file template.yaml
 	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
 
-# Cached tokens, soonest expiry first (never the token). TABLE=name against AWS; the
-# local stack's table by default when AWS_ENDPOINT_URL points at it.
+# Cached tokens, soonest expiry first (never the token): `make tokens TABLE=name` against
+# AWS (or $TOKEN_TABLE_NAME), `make tokens LOCAL=1` against `make serve`'s local stack.
 tokens: $(VENV)/.installed
-	$(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE))
+	PYTHONPATH=functions $(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(LOCAL),--local)
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
 integration: $(VENV)/.installed
 	$(PY) -m pytest tests/integration
+
+# The local stack and a SigV4 gateway standing in for API Gateway, until Ctrl-C.
+# Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
+GATEWAY_PORT ?= 8710
+MOTO_PORT ?= 8711
+TOKEN_STUB_PORT ?= 8712
+serve: $(VENV)/.installed
+	$(PY) -m devstack.serve --gateway-port $(GATEWAY_PORT) --moto-port $(MOTO_PORT) --token-port $(TOKEN_STUB_PORT)
 
 build: $(SAM_VENV)/.installed
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
