@@ -15,7 +15,7 @@ ACCOUNT_ID = re.compile(r"\d{12}")
 # arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION (the session ARN drops the role's path)
 ASSUMED_ROLE = re.compile(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([\w+=,.@-]+)/[\w+=,.@-]+")
 # arn:PARTITION:iam::ACCOUNT:role/OPTIONAL/PATH/ROLE
-ROLE = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]+)")
+ROLE = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\x21-\x7e]*/)?([\w+=,.@-]+)")  # paths: any printable ASCII
 ANY_ARN = re.compile(r"arn:(aws[a-z-]*):[a-z]+::(\d{12}):.+")
 
 

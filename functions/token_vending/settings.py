@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,8 +46,8 @@ class Settings:
             if not raw:
                 return default
             value = float(raw)
-            if value < 0:
-                raise ValueError(f"{name} must not be negative")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite, non-negative number")
             return value
 
         defaults = cls(token_table_name="", token_kms_key_id="")

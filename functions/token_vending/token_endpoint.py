@@ -34,13 +34,19 @@ class IssuedToken:
 class _BudgetedRetry(Retry):
     # urllib3 caps a long Retry-After and sleeps anyway; within a 29 s API call we
     # would rather stop retrying and pass the wait on to the caller.
+    retry_after_budget = 2.0  # seconds we are willing to sleep for one Retry-After
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                   error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
-        if response is not None:
-            header = response.headers.get("Retry-After")
-            if header and self.parse_retry_after(header) > self.retry_after_max:
-                raise MaxRetryError(_pool, url or "", None)
+        asked = _retry_after(response.headers.get("Retry-After")) if response is not None else None
+        if asked is not None and asked > self.retry_after_budget:
+            raise MaxRetryError(_pool, url or "", None)
         return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def get_retry_after(self, response: Any) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:  # urllib3 gives up on a junk Retry-After; back off as if it were absent
+            return None
 
 
 def build_session(max_retries: int) -> requests.Session:
@@ -51,7 +57,6 @@ def build_session(max_retries: int) -> requests.Session:
         backoff_factor=0.3,
         backoff_jitter=0.3,
         backoff_max=2.0,
-        retry_after_max=2,
         respect_retry_after_header=True,
         raise_on_status=False,  # hand the last answer back so we can map it
     )
@@ -87,11 +92,12 @@ class TokenEndpoint:
         latency = _ms_since(started)
         if response.status_code in RETRY_STATUSES:
             record_upstream(f"http_{response.status_code}", latency)
-            header = response.headers.get("Retry-After")
-            retry_after = _retry_after(header)
+            asked = _retry_after(response.headers.get("Retry-After"))
             logger.warning("token endpoint unavailable", extra={"status": response.status_code,
-                                                                "retry_after": retry_after})
-            raise (UpstreamThrottled if header else UpstreamUnavailable)(retry_after=retry_after)
+                                                                "retry_after": asked})
+            if asked is not None:
+                raise UpstreamThrottled(retry_after=asked)
+            raise UpstreamUnavailable(retry_after=DEFAULT_RETRY_AFTER)
         if response.status_code != 200:
             error_code = _error_code(response)
             record_upstream(f"http_{response.status_code}", latency)
@@ -118,18 +124,12 @@ class TokenEndpoint:
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamError("the token endpoint answer has no access_token")
-        expires_in = body.get("expires_in")
-        if isinstance(expires_in, str):
-            try:
-                expires_in = float(expires_in)
-            except ValueError:
-                expires_in = None
-        if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not math.isfinite(
-                expires_in) or expires_in <= 0:
+        expires_in = _seconds(body.get("expires_in"))
+        if expires_in is None or expires_in < 1:
             raise UpstreamError("the token endpoint answer has no usable expires_in")
         if expires_in > self._max_lifetime:
-            logger.warning("expires_in beyond the trusted maximum, capped",
-                           extra={"expires_in": expires_in, "cap": self._max_lifetime})
+            logger.warning("expires_in beyond the trusted maximum, capped", extra={"cap": self._max_lifetime})
+            expires_in = self._max_lifetime
         granted_raw = body.get("scope")
         # RFC 6749 §3.3: an absent scope means the requested scope was granted.
         granted = tuple(sorted(set(granted_raw.split()))) if isinstance(granted_raw, str) else requested
@@ -141,21 +141,35 @@ class TokenEndpoint:
             access_token=access_token,
             token_type=str(token_type),
             granted_scopes=granted,
-            expires_in=int(min(expires_in, self._max_lifetime)),
+            expires_in=expires_in,
         )
+
+
+def _seconds(value: Any) -> int | None:
+    """expires_in as whole seconds: a JSON number or numeric string; None when unusable."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value) if not isinstance(value, int) else value
+    except ValueError:
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    return int(number)
 
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def _retry_after(header: str | None) -> int:
+def _retry_after(header: str | None) -> int | None:
+    """Whole seconds a Retry-After header asks for; None when absent or junk."""
     if not header:
-        return DEFAULT_RETRY_AFTER
+        return None
     try:
         return max(1, math.ceil(Retry().parse_retry_after(header)))
-    except InvalidHeader:  # junk in the header: fall back to our default
-        return DEFAULT_RETRY_AFTER
+    except InvalidHeader:
+        return None
 
 
 def _error_code(response: requests.Response) -> str | None:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from devstack.stack import TABLE_NAME, LocalStack
 from token_vending.app_config import parse_app_config
 from token_vending.tokens import TokenKey
+
+from devstack.stack import TABLE_NAME, LocalStack
 
 from .conftest import Lambda, child_env
 

@@ -207,11 +207,6 @@ def test_expires_in_at_the_cap_is_kept(endpoint: TokenEndpoint, stub: StubTokenE
     assert fetch(endpoint, stub, Reply(200, answer(expires_in=MAX_LIFETIME))).expires_in == MAX_LIFETIME
 
 
-@pytest.mark.xfail(
-    reason="bug: token_endpoint._parse calls math.isfinite() on a JSON integer too large for a float, which "
-           "raises OverflowError (a 500 internal_error) instead of capping the absurd expires_in",
-    strict=True,
-)
 def test_huge_integer_expires_in_is_capped(endpoint: TokenEndpoint, stub: StubTokenEndpoint) -> None:
     raw = f'{{"access_token": "{ACCESS_TOKEN}", "token_type": "bearer", "expires_in": 1{"0" * 400}}}'
     assert fetch(endpoint, stub, Reply(200, raw)).expires_in == MAX_LIFETIME
@@ -395,11 +390,6 @@ def test_logs_never_hold_the_token_secret_or_body(endpoint: TokenEndpoint, stub:
                 json.loads(line)  # structured lines, not tracebacks
 
 
-@pytest.mark.xfail(
-    reason="bug: token_endpoint._parse accepts 0 < expires_in < 1 as positive, then int() truncates it to 0: "
-           "an IssuedToken that is already expired is returned (and vended with expires_in 0)",
-    strict=True,
-)
 @pytest.mark.parametrize("expires_in", [0.5, "0.999", 1e-9])
 def test_sub_second_expires_in_never_becomes_a_zero_lifetime(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
                                                              expires_in: Any) -> None:
