@@ -51,6 +51,11 @@ class MotoServer(ThreadedMotoServer):
         self._server_ready_event.set()
         self._server.serve_forever()
 
+    def stop(self) -> None:
+        super().stop()
+        if self._server:
+            self._server.server_close()  # free the port, so start() can bring the same endpoint back
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
