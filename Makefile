@@ -33,7 +33,7 @@ test: lint validate scan
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check functions devstack tests tools layers
+	$(VENV)/bin/ruff check functions devstack tests tools layers bench
 	$(VENV)/bin/mypy
 
 validate: $(VENV)/.installed $(SAM_VENV)/.installed
@@ -67,6 +67,11 @@ serve: $(VENV)/.installed
 
 build: $(SAM_VENV)/.installed
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
+
+# Issue 6's six figures on the embedded local stack, one table (a few minutes). Sizes
+# come from `sam build`, so it builds first.
+bench: $(VENV)/.installed build
+	$(PY) -m bench
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
