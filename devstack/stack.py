@@ -27,9 +27,10 @@ DEFAULT_SCOPES = ("cx.agent-calls", "cx.queue-calls")
 
 
 class LocalStack:
-    def __init__(self) -> None:
-        self.moto = MotoServer()
-        self.token_endpoint = StubTokenEndpoint()
+    def __init__(self, moto_port: int = 0, token_port: int = 0) -> None:
+        """Ports 0 pick free ones (tests); `make serve` fixes them so URLs can be written down."""
+        self.moto = MotoServer(port=moto_port)
+        self.token_endpoint = StubTokenEndpoint(port=token_port)
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -47,7 +47,7 @@ class Received:
 
 
 class StubTokenEndpoint:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.clients: dict[str, str] = {}
         self.received: list[Received] = []
         self.delay = 0.0  # applied to every default answer
@@ -56,7 +56,7 @@ class StubTokenEndpoint:
         self._replies: list[Reply] = []
         self._issued: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -1,0 +1,243 @@
+"""Calling the vending service: SigV4 signing, a memory cache, bounded retries.
+
+botocore signs (the same code every AWS SDK call uses) and urllib3 carries the
+request: both come with botocore, so the client adds no dependency to a Lambda
+function or a container that already has boto3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import botocore.session
+import urllib3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+from .errors import TokenVendingError
+
+SERVICE = "execute-api"
+# {api-id}.execute-api.{region}.amazonaws.com(.cn): the region is in the URL.
+EXECUTE_API_HOST = re.compile(r"^https?://[^/.]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:[:/]|$)")
+# What SigV4 leaves unencoded (RFC 3986 unreserved): the canonical query uses exactly this.
+UNRESERVED = "-_.~"
+RETRYABLE_STATUSES = frozenset({429, 503})
+# Connection failures that happen before the service saw the request: safe to retry.
+RETRYABLE_ERRORS = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+                    urllib3.exceptions.ProtocolError)
+
+
+def fingerprint(access_token: str) -> str:
+    """The token's public name: the first 16 hex characters of its SHA-256, as the service computes it."""
+    return hashlib.sha256(access_token.encode()).hexdigest()[:16]
+
+
+def normalize_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
+    """`"b a"`, `["a", "b"]` and `"a b a"` are one scope set (the service treats them so too)."""
+    values = [scopes] if isinstance(scopes, str) else list(scopes)
+    return tuple(sorted({token for value in values for token in value.split(" ") if token}))
+
+
+@dataclass(frozen=True)
+class Token:
+    """The service's answer. `access_token` stays out of repr() so logging a Token does not leak it."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    scope: str
+    expires_in: int  # seconds left when the service answered
+    expires_at: str  # RFC 3339, UTC
+    fingerprint: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Cached:
+    token: Token
+    refresh_at: float  # time.monotonic() deadline
+
+
+class TokenClient:
+    """A client for one vending service URL (the stack's `VendingUrl`, e.g. https://id.execute-api.REGION.amazonaws.com/v1).
+
+    Thread-safe; keep one per process and share it. Each (app, scope set) token
+    is kept in memory until `margin_seconds` before it expires.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        region: str | None = None,
+        session: botocore.session.Session | None = None,
+        margin_seconds: float = 300.0,
+        max_attempts: int = 3,
+        max_retry_wait_seconds: float = 10.0,
+        timeout: urllib3.Timeout | None = None,
+        http: urllib3.PoolManager | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._session = session or botocore.session.Session()
+        self.region = region or self._region_from_url() or self._session.get_config_variable("region")
+        self.margin_seconds = margin_seconds
+        self.max_attempts = max(1, max_attempts)
+        self.max_retry_wait_seconds = max_retry_wait_seconds
+        # API Gateway gives up on an integration after 29 s: wait a little longer to see its answer.
+        self.timeout = timeout or urllib3.Timeout(connect=3.0, read=31.0)
+        self._http = http or urllib3.PoolManager(maxsize=4)
+        self._sleep = sleep
+        self._cache: dict[tuple[str, tuple[str, ...]], _Cached] = {}
+        self._lock = threading.Lock()
+
+    # -- the two calls ------------------------------------------------------------------------
+
+    def get_token(self, app: str, scopes: str | Iterable[str]) -> Token:
+        """A token for `app` with exactly `scopes` (a space-separated string or a list)."""
+        key = (app, normalize_scopes(scopes))
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and time.monotonic() < cached.refresh_at:
+                return cached.token
+        response = self._call("GET", app, [("scope", " ".join(key[1]))])
+        token = self._token_from(response)
+        with self._lock:
+            # A token already inside the margin is handed out but not kept: the next call asks again.
+            refresh_at = time.monotonic() + token.expires_in - self.margin_seconds
+            if token.expires_in > self.margin_seconds:
+                self._cache[key] = _Cached(token, refresh_at)
+            else:
+                self._cache.pop(key, None)
+        return token
+
+    def report_rejected(self, app: str, scopes: str | Iterable[str], token: Token | str) -> None:
+        """Tell the service a CX API rejected `token`, and forget it here: the next get_token fetches again."""
+        access_token = token.access_token if isinstance(token, Token) else token
+        self.report_rejected_fingerprint(app, scopes, fingerprint(access_token))
+
+    def report_rejected_fingerprint(self, app: str, scopes: str | Iterable[str], token_fingerprint: str) -> None:
+        """report_rejected for callers that hold only the fingerprint (the command line)."""
+        key = (app, normalize_scopes(scopes))
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and cached.token.fingerprint == token_fingerprint:
+                del self._cache[key]
+        self._call("DELETE", app, [("fingerprint", token_fingerprint), ("scope", " ".join(key[1]))])
+
+    def forget(self) -> None:
+        """Drop every cached token."""
+        with self._lock:
+            self._cache.clear()
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _call(self, method: str, app: str, params: list[tuple[str, str]]) -> urllib3.BaseHTTPResponse:
+        """Send a signed request; retry 429/503 (honouring Retry-After) and connection failures, boundedly."""
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            try:
+                response = self._send(method, app, params)
+            except RETRYABLE_ERRORS as exc:
+                if last:
+                    raise TokenVendingError("unavailable", f"the vending service could not be reached "
+                                                           f"({type(exc).__name__})") from None
+                self._sleep(self._backoff(attempt))
+                continue
+            except urllib3.exceptions.HTTPError as exc:  # read timeouts and the like: the service may be busy
+                raise TokenVendingError("unavailable", f"the vending service did not answer "
+                                                       f"({type(exc).__name__})") from None
+            if 200 <= response.status < 300:
+                return response
+            error = _error_from(response)
+            if response.status not in RETRYABLE_STATUSES or last:
+                raise error
+            wait = self._backoff(attempt) if error.retry_after is None else error.retry_after
+            if wait > self.max_retry_wait_seconds:
+                raise error  # the service asked for longer than we are willing to wait: the caller decides
+            self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _send(self, method: str, app: str, params: list[tuple[str, str]]) -> urllib3.BaseHTTPResponse:
+        # The query goes out already in SigV4's canonical form (encoded, sorted), so what botocore
+        # signs is byte for byte what API Gateway rebuilds from the request.
+        query = "&".join(f"{k}={v}" for k, v in sorted((quote(k, safe=UNRESERVED), quote(v, safe=UNRESERVED))
+                                                        for k, v in params))
+        url = f"{self.url}/apps/{quote(app, safe='')}/token?{query}"
+        request = AWSRequest(method=method, url=url, headers={"Accept": "application/json"})
+        SigV4Auth(self._credentials(), SERVICE, self._require_region()).add_auth(request)
+        return self._http.request(method, url, headers=dict(request.headers.items()), timeout=self.timeout,
+                                  retries=False, redirect=False)
+
+    def _credentials(self) -> Any:
+        credentials = self._session.get_credentials()  # botocore's default chain; refreshes temporary ones
+        if credentials is None:
+            raise TokenVendingError("no_credentials", "no AWS credentials found (botocore's default chain)")
+        return credentials.get_frozen_credentials()
+
+    def _require_region(self) -> str:
+        if not self.region:
+            raise TokenVendingError("no_region", "no region: pass region= or set AWS_REGION")
+        return str(self.region)
+
+    def _region_from_url(self) -> str | None:
+        match = EXECUTE_API_HOST.match(self.url)
+        return match.group(1) if match else None
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(0.5 * 2 ** (attempt - 1), self.max_retry_wait_seconds))
+
+    @staticmethod
+    def _token_from(response: urllib3.BaseHTTPResponse) -> Token:
+        try:
+            body = json.loads(response.data)
+            return Token(access_token=str(body["access_token"]), token_type=str(body.get("token_type", "bearer")),
+                         scope=str(body["scope"]), expires_in=int(body["expires_in"]),
+                         expires_at=str(body["expires_at"]),
+                         fingerprint=fingerprint(str(body["access_token"])))
+        except (ValueError, KeyError, TypeError):
+            # Never quote the body: it may hold a token.
+            raise TokenVendingError("invalid_response", "the vending service answered something unusable",
+                                    status=response.status) from None
+
+
+def _error_from(response: urllib3.BaseHTTPResponse) -> TokenVendingError:
+    """Map an error answer to an exception: the service's {error, error_description}, or API Gateway's {message}."""
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    try:
+        body = json.loads(response.data or b"{}")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return TokenVendingError(body["error"], str(body.get("error_description", "")), status=response.status,
+                                 retry_after=retry_after)
+    # API Gateway's own refusals (signature, throttling) carry {"message"} and the type in a header.
+    error_type = (response.headers.get("x-amzn-ErrorType") or "").split(":")[0]
+    message = body.get("message") if isinstance(body, dict) else None
+    return TokenVendingError(error_type or f"http_{response.status}",
+                             str(message or response.reason or f"HTTP {response.status}"),
+                             status=response.status, retry_after=retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is either seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

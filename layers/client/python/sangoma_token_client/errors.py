@@ -1,0 +1,24 @@
+"""The one exception the client raises: what went wrong, in the service's own terms."""
+
+from __future__ import annotations
+
+
+class TokenVendingError(Exception):
+    """A failed call to the vending service.
+
+    `error` is the service's error code (`access_denied`, `invalid_scope`,
+    `upstream_unavailable`, ...), API Gateway's error type when the gateway
+    refused the request itself (`InvalidSignatureException`, ...), or one of the
+    client's own: `unavailable` (the service could not be reached),
+    `invalid_response`, `no_credentials`, `no_region`.
+    `status` is the HTTP status when there was an answer; `retry_after` the
+    seconds the service asked to wait, when it said so.
+    """
+
+    def __init__(self, error: str, error_description: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        self.error = error
+        self.error_description = error_description
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(f"{error}: {error_description}")
