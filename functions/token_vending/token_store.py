@@ -13,17 +13,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import StoreUnavailable
 from .observability import tracer
-from .tokens import CachedToken, TokenKey
+from .tokens import CachedToken, TokenKey, servable
 
 ENTRY_FIELDS = ("kind", "app", "scope", "credential_id", "secret_version", "fingerprint", "expires_at",
                 "renewal_blocked", "stored_at")
 TTL_GRACE_SECONDS = 86_400  # DynamoDB TTL is late anyway; every read checks expiry itself
+
+
+@dataclass(frozen=True)
+class SealedToken:
+    fingerprint: str
+    token_type: str
+    expires_at: float
+    renewal_blocked: bool
+    sealed: bytes = field(repr=False)
+
+    def servable(self, now: float, min_ttl_seconds: float) -> bool:
+        return servable(self.expires_at, self.renewal_blocked, now, min_ttl_seconds)
 
 
 class TokenStore:
@@ -39,22 +52,28 @@ class TokenStore:
     def _context(key: TokenKey) -> dict[str, str]:
         return {"app": key.app, "scope": key.scope}
 
-    @tracer.capture_method(capture_response=False)
-    def get(self, key: TokenKey) -> CachedToken | None:
+    def get(self, key: TokenKey) -> SealedToken | None:
+        """The entry for the key as stored: metadata to decide on, the token still sealed."""
         with _store_errors():
             item = self._dynamodb().get_item(TableName=self._table, Key={"pk": {"S": key.table_key}},
                                              ConsistentRead=True).get("Item")
-            if not item or "sealed_token" not in item:
-                return None
-            plaintext = self._kms().decrypt(CiphertextBlob=item["sealed_token"]["B"], KeyId=self._key_id,
-                                            EncryptionContext=self._context(key))["Plaintext"]
-        return CachedToken(
-            access_token=plaintext.decode(),
+        if not item or "sealed_token" not in item:
+            return None
+        return SealedToken(
+            fingerprint=item["fingerprint"]["S"],
             token_type=item.get("token_type", {}).get("S", "bearer"),
-            scope=key.scope,
             expires_at=float(item["expires_at"]["N"]),
             renewal_blocked=item.get("renewal_blocked", {}).get("BOOL", False),
+            sealed=item["sealed_token"]["B"],
         )
+
+    @tracer.capture_method(capture_response=False)
+    def unseal(self, key: TokenKey, stored: SealedToken) -> CachedToken:
+        with _store_errors():
+            plaintext = self._kms().decrypt(CiphertextBlob=stored.sealed, KeyId=self._key_id,
+                                            EncryptionContext=self._context(key))["Plaintext"]
+        return CachedToken(access_token=plaintext.decode(), token_type=stored.token_type, scope=key.scope,
+                           expires_at=stored.expires_at, renewal_blocked=stored.renewal_blocked)
 
     def fingerprint_of(self, key: TokenKey) -> str | None:
         """Which token the table holds for the key, without unsealing it."""

@@ -12,6 +12,13 @@ def fingerprint(access_token: str) -> str:
     return hashlib.sha256(access_token.encode()).hexdigest()[:16]
 
 
+def servable(expires_at: float, renewal_blocked: bool, now: float, min_ttl_seconds: float) -> bool:
+    """May a cached token be handed out? Only with more than min_ttl left, unless the
+    endpoint will not renew it yet: then until it expires, and never after."""
+    left = expires_at - now
+    return left > min_ttl_seconds or (renewal_blocked and left > 0)
+
+
 @dataclass(frozen=True)
 class TokenKey:
     """One cached token per (app, normalized scope set, client credentials)."""
@@ -48,8 +55,7 @@ class CachedToken:
         return self.expires_at - now
 
     def servable(self, now: float, min_ttl_seconds: float) -> bool:
-        left = self.seconds_left(now)
-        return left > min_ttl_seconds or (self.renewal_blocked and left > 0)
+        return servable(self.expires_at, self.renewal_blocked, now, min_ttl_seconds)
 
     def expires_at_rfc3339(self) -> str:
         return datetime.fromtimestamp(int(self.expires_at), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -108,41 +108,57 @@ class TokenVendor:
     def _from_table_or_upstream(self, config: AppConfig, request: TokenRequest, key: TokenKey, min_ttl: float,
                                 previous: str | None) -> Vended:
         owner = uuid.uuid4().hex
-        deadline = time.monotonic() + self._settings.lease_wait_seconds
-        delay = 0.05
-        waited = False
         try:
-            while True:
-                stored = self._store.get(key)
-                if stored and stored.servable(self._clock(), min_ttl):
-                    self._memory.put(key, stored)
-                    return Vended(stored, "table")
-                previous = stored.fingerprint if stored else previous
-                if waited and time.monotonic() >= deadline:
-                    raise UpstreamUnavailable("another request is fetching this token; try again shortly",
-                                              retry_after=1)
-                if self._store.try_acquire_lease(key, owner, self._settings.lease_seconds):
-                    break
-                if not waited:
-                    waited = True
-                    record_single_flight_wait()
-                # Someone else is fetching: wait for the token it stores (or for its lease to run out).
-                self._sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.4)
+            hit, previous = self._table_hit(key, min_ttl, previous)
+            if hit:
+                return hit
+            if not self._store.try_acquire_lease(key, owner, self._settings.lease_seconds):
+                hit, previous = self._wait_for_holder(key, min_ttl, owner, previous)
+                if hit:
+                    return hit
         except StoreUnavailable as error:
             self._degraded("dynamodb", error)
             return self._fetch(config, request, key, previous, store=False)
+        return self._fetch_under_lease(config, request, key, min_ttl, owner, previous)
+
+    def _table_hit(self, key: TokenKey, min_ttl: float, previous: str | None) -> tuple[Vended | None, str | None]:
+        """The table's token if servable (unsealed only then), else the fingerprint of what it holds."""
+        stored = self._store.get(key)
+        if stored is None:
+            return None, previous
+        if not stored.servable(self._clock(), min_ttl):
+            return None, stored.fingerprint
+        token = self._store.unseal(key, stored)
+        self._memory.put(key, token)
+        return Vended(token, "table"), previous
+
+    def _wait_for_holder(self, key: TokenKey, min_ttl: float, owner: str,
+                         previous: str | None) -> tuple[Vended | None, str | None]:
+        """Another container is fetching: wait for the token it stores, or take over when its lease
+        runs out (then the hit is None and we hold the lease). Bounded: past the wait, a 503."""
+        record_single_flight_wait()
+        deadline = time.monotonic() + self._settings.lease_wait_seconds
+        delay = 0.05
+        while time.monotonic() < deadline:
+            self._sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.4)
+            hit, previous = self._table_hit(key, min_ttl, previous)
+            if hit:
+                return hit, previous
+            if self._store.try_acquire_lease(key, owner, self._settings.lease_seconds):
+                return None, previous
+        raise UpstreamUnavailable("another request is fetching this token; try again shortly", retry_after=1)
+
+    def _fetch_under_lease(self, config: AppConfig, request: TokenRequest, key: TokenKey, min_ttl: float,
+                           owner: str, previous: str | None) -> Vended:
         try:
-            # Re-read under the lease: a holder may have stored and released since our read.
             try:
-                stored = self._store.get(key)
+                # Re-read: a holder may have stored and released between our read and our lease.
+                hit, previous = self._table_hit(key, min_ttl, previous)
             except StoreUnavailable as error:
                 self._degraded("dynamodb", error)
-                stored = None
-            if stored and stored.servable(self._clock(), min_ttl):
-                self._memory.put(key, stored)
-                return Vended(stored, "table")
-            return self._fetch(config, request, key, previous, store=True)
+                hit = None
+            return hit or self._fetch(config, request, key, previous, store=True)
         finally:
             try:
                 self._store.release_lease(key, owner)
