@@ -44,13 +44,13 @@ def get_token(app: str) -> Response[str]:
     record_vend("ok", vended.source)
     logger.info("vend", extra={"audit": True, "caller": caller, "app": request.app, "scope": request.scope,
                                "source": vended.source, "fingerprint": token.fingerprint,
-                               "expires_at": token.expires_at_rfc3339()})
+                               "expires_at": token.expires_at_rfc3339})
     body = {
         "access_token": token.access_token,
         "token_type": token.token_type,
         "scope": request.scope,
         "expires_in": max(0, math.floor(token.seconds_left(time.time()))),
-        "expires_at": token.expires_at_rfc3339(),
+        "expires_at": token.expires_at_rfc3339,
         "fingerprint": token.fingerprint,
     }
     return Response(status_code=200, content_type="application/json", body=json.dumps(body), headers=NO_STORE)

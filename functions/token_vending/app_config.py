@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,7 +34,7 @@ class AppConfig:
     allowed_callers: tuple[str, ...]
     version_id: str
 
-    @property
+    @cached_property  # needed on every vend; the config object lives for SECRET_CACHE_SECONDS
     def credential_id(self) -> str:
         """Short, one-way name of the client credentials: tokens are cached per credentials,
         so a rotation stops old tokens being served while a policy-only change keeps them."""

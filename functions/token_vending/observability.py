@@ -12,7 +12,9 @@ these names: keep the two in step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -20,7 +22,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 SERVICE = "token-vending"
 NAMESPACE = "SangomaTokenVending"
 
-logger = Logger(service=SERVICE)
+def _json_message(text: Any) -> Any:
+    # Powertools tries json.loads on every str message; a plain message would raise and be caught each time.
+    return json.loads(text) if isinstance(text, str) and text[:1] in "{[" else text
+
+
+logger = Logger(service=SERVICE, json_deserializer=_json_message)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 

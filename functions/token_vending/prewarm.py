@@ -258,7 +258,7 @@ class _Run:
             self._summary.count(outcome)
             logger.info(f"pre-warm {outcome} a token", extra={
                 "app": request.app, "scope": request.scope, "fingerprint": token.fingerprint,
-                "expires_at": token.expires_at_rfc3339()})
+                "expires_at": token.expires_at_rfc3339})
 
     def _stored(self, key: TokenKey, token_fingerprint: str) -> bool:
         """Did the new token reach the table? (The vend keeps going without it when DynamoDB or KMS

@@ -118,7 +118,9 @@ class TokenStore:
                 raise
         return True
 
-    def try_acquire_lease(self, key: TokenKey, owner: str, seconds: float) -> bool:
+    def try_acquire_lease(self, key: TokenKey, owner: str, seconds: float) -> float | None:
+        """Take the key's single-flight lease if it is free or has run out.
+        None when it is now ours; otherwise the epoch time the current holder's lease runs out."""
         now = self._clock()
         with _store_errors():
             try:
@@ -129,12 +131,15 @@ class TokenStore:
                           "ttl": {"N": str(int(now + seconds) + TTL_GRACE_SECONDS)}},
                     ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
                     ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",  # tells waiters when to try again
                 )
             except ClientError as error:
                 if _code(error) == "ConditionalCheckFailedException":
-                    return False
+                    holder: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
+                    held = holder.get("lease_until", {}).get("N")
+                    return float(held) if held else now + seconds
                 raise
-        return True
+        return None
 
     def release_lease(self, key: TokenKey, owner: str) -> None:
         with _store_errors():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 
 def fingerprint(access_token: str) -> str:
@@ -47,7 +48,7 @@ class CachedToken:
     # before expiry, so keep serving this one instead of asking again.
     renewal_blocked: bool = False
 
-    @property
+    @cached_property  # asked for on every vend (answer, audit line, memory re-checks)
     def fingerprint(self) -> str:
         return fingerprint(self.access_token)
 
@@ -57,5 +58,6 @@ class CachedToken:
     def servable(self, now: float, min_ttl_seconds: float) -> bool:
         return servable(self.expires_at, self.renewal_blocked, now, min_ttl_seconds)
 
+    @cached_property
     def expires_at_rfc3339(self) -> str:
         return datetime.fromtimestamp(int(self.expires_at), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -112,8 +112,9 @@ class TokenVendor:
             hit, previous = self._table_hit(key, min_ttl, previous)
             if hit:
                 return hit
-            if not self._store.try_acquire_lease(key, owner, self._settings.lease_seconds):
-                hit, previous = self._wait_for_holder(key, min_ttl, owner, previous)
+            busy_until = self._store.try_acquire_lease(key, owner, self._settings.lease_seconds)
+            if busy_until is not None:
+                hit, previous = self._wait_for_holder(key, min_ttl, owner, previous, busy_until)
                 if hit:
                     return hit
         except StoreUnavailable as error:
@@ -132,9 +133,9 @@ class TokenVendor:
         self._memory.put(key, token)
         return Vended(token, "table"), previous
 
-    def _wait_for_holder(self, key: TokenKey, min_ttl: float, owner: str,
-                         previous: str | None) -> tuple[Vended | None, str | None]:
-        """Another container is fetching: wait for the token it stores, or take over when its lease
+    def _wait_for_holder(self, key: TokenKey, min_ttl: float, owner: str, previous: str | None,
+                         busy_until: float) -> tuple[Vended | None, str | None]:
+        """Another container is fetching: wait for the token it stores, or take over once its lease
         runs out (then the hit is None and we hold the lease). Bounded: past the wait, a 503."""
         record_single_flight_wait()
         deadline = time.monotonic() + self._settings.lease_wait_seconds
@@ -145,8 +146,11 @@ class TokenVendor:
             hit, previous = self._table_hit(key, min_ttl, previous)
             if hit:
                 return hit, previous
-            if self._store.try_acquire_lease(key, owner, self._settings.lease_seconds):
-                return None, previous
+            if self._clock() >= busy_until:  # the holder's lease ran out: it may have died
+                next_busy = self._store.try_acquire_lease(key, owner, self._settings.lease_seconds)
+                if next_busy is None:
+                    return None, previous
+                busy_until = next_busy
         raise UpstreamUnavailable("another request is fetching this token; try again shortly", retry_after=1)
 
     def _fetch_under_lease(self, config: AppConfig, request: TokenRequest, key: TokenKey, min_ttl: float,

@@ -122,13 +122,13 @@ def test_seconds_left() -> None:
 
 
 def test_expires_at_rfc3339_is_utc_with_z() -> None:
-    assert token(expires_at=0).expires_at_rfc3339() == "1970-01-01T00:00:00Z"
-    assert token(expires_at=NOW).expires_at_rfc3339() == "2023-11-14T22:13:20Z"
+    assert token(expires_at=0).expires_at_rfc3339 == "1970-01-01T00:00:00Z"
+    assert token(expires_at=NOW).expires_at_rfc3339 == "2023-11-14T22:13:20Z"
 
 
 @pytest.mark.parametrize("expires_at", [NOW + 0.2, NOW + 0.999, NOW + 24_304_413.5])
 def test_expires_at_rfc3339_is_whole_seconds_and_never_later_than_expiry(expires_at: float) -> None:
-    text = token(expires_at=expires_at).expires_at_rfc3339()
+    text = token(expires_at=expires_at).expires_at_rfc3339
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", text)
     parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     assert expires_at - 1 < parsed <= expires_at
