@@ -33,18 +33,6 @@ def vend_event(app: str, scope: str) -> dict[str, Any]:
     return event
 
 
-class LambdaContext:
-    function_name = "TokenVendingFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenVendingFunction"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 28_000
-
-
 def function_env(stack_env: dict[str, str]) -> dict[str, str]:
     """The function's environment against the local stack, plus what Lambda itself sets.
 

@@ -17,7 +17,8 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench.lambda_env import LambdaContext, vend_event  # noqa: E402
+from bench.lambda_env import vend_event  # noqa: E402
+from devstack.lambda_context import LocalLambdaContext  # noqa: E402
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -28,7 +29,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _timed_calls(handler: Handler, event: dict[str, Any], count: int) -> list[float]:
-    context = LambdaContext()
+    context = LocalLambdaContext()
     clock = time.perf_counter_ns
     samples = []
     for _ in range(count):
@@ -59,7 +60,7 @@ def cold_handler(args: dict[str, Any]) -> dict[str, Any]:
     from token_vending.app import lambda_handler
 
     imported = time.perf_counter()
-    answer = lambda_handler(vend_event(args["app"], args["scope"]), LambdaContext())
+    answer = lambda_handler(vend_event(args["app"], args["scope"]), LocalLambdaContext())
     answered = time.perf_counter()
     _ok(answer)
     result: dict[str, Any] = {"import_ms": (imported - T0) * 1000, "first_ms": (answered - imported) * 1000,
@@ -105,7 +106,7 @@ def warm(args: dict[str, Any]) -> dict[str, Any]:
     from bench.baseline import observed_handler
 
     event = vend_event(args["app"], args["scope"])
-    context = LambdaContext()
+    context = LocalLambdaContext()
     request = parse_token_request(args["app"], [args["scope"]])
     caller = event["requestContext"]["identity"]["userArn"]
 
@@ -157,7 +158,7 @@ def table_hit(args: dict[str, Any]) -> dict[str, Any]:
     from token_vending import container
     from token_vending.app import lambda_handler
 
-    context = LambdaContext()
+    context = LocalLambdaContext()
     events = [vend_event(args["app"], scope) for scope in args["scopes"]]
     for event in events:  # make sure every key is in the table
         _ok(lambda_handler(event, context))
@@ -189,7 +190,7 @@ def memory(args: dict[str, Any]) -> dict[str, Any]:
 
     from token_vending.app import lambda_handler
 
-    context = LambdaContext()
+    context = LocalLambdaContext()
     events = [vend_event(args["app"], scope) for scope in args["scopes"]]
     for event in events:  # every key in this container's memory first
         _ok(lambda_handler(event, context))
@@ -216,7 +217,7 @@ def stampede(args: dict[str, Any]) -> dict[str, Any]:
     from token_vending.app import lambda_handler
 
     event = vend_event(args["app"], args["scope"])
-    context = LambdaContext()
+    context = LocalLambdaContext()
     Path(args["ready_file"]).touch()
     sys.stdin.readline()
     cpu_started = time.process_time()

@@ -13,12 +13,7 @@ import sys
 import time
 from typing import Any
 
-
-class _Context:
-    function_name = "TokenVendingFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenVendingFunction"
-    aws_request_id = "cold-container"
+from devstack.lambda_context import LocalLambdaContext
 
 
 def main(event_json: str, start_at: str, result_file: str) -> None:
@@ -27,7 +22,7 @@ def main(event_json: str, start_at: str, result_file: str) -> None:
     event: dict[str, Any] = json.loads(event_json)
     time.sleep(max(0.0, float(start_at) - time.time()))
     started = time.monotonic()
-    result = lambda_handler(event, _Context())
+    result = lambda_handler(event, LocalLambdaContext())
     elapsed = time.monotonic() - started
     with open(result_file, "w") as handle:
         json.dump({"status": result["statusCode"], "body": result.get("body"), "headers": result.get("headers"),

@@ -16,16 +16,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "functions"))
 
+from devstack.lambda_context import LocalLambdaContext  # noqa: E402
 from devstack.stack import LocalStack  # noqa: E402
 
 DEMO_CALLER = "arn:aws:iam::111122223333:role/billing-service"  # the role whose session events/vend.json carries
-
-
-class _Context:
-    function_name = "TokenVendingFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenVendingFunction"
-    aws_request_id = "demo"
 
 
 def main() -> int:
@@ -41,10 +35,10 @@ def main() -> int:
 
         event: dict[str, Any] = json.loads((ROOT / "events" / "vend.json").read_text())
         print("\nGET /apps/demo/token?scope=cx.agent-calls%20cx.queue-calls  (first call: from the token endpoint)")
-        first = lambda_handler(event, _Context())
+        first = lambda_handler(event, LocalLambdaContext())
         print(f"HTTP {first['statusCode']}")
         print(json.dumps(json.loads(first["body"]), indent=2))
-        second = lambda_handler(event, _Context())
+        second = lambda_handler(event, LocalLambdaContext())
         body = json.loads(second["body"])
         same = body.get("fingerprint") == json.loads(first["body"]).get("fingerprint")
         print(f"\nsecond call: HTTP {second['statusCode']}, same token: {same}, "

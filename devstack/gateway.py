@@ -37,6 +37,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
+from .lambda_context import LocalLambdaContext
 from .stack import ACCOUNT, REGION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,20 +204,6 @@ class SigV4Verifier:
         return str(signer.signature(signer.string_to_sign(request, canonical_request), request))
 
 
-class _LambdaContext:
-    function_name = "TokenVendingFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:TokenVendingFunction"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + 28
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 def real_handler() -> Handler:
     """The function's own entry point, imported from functions/ as the Lambda runtime would."""
     functions = str(ROOT / "functions")
@@ -334,7 +321,7 @@ class LocalGateway:
         event = build_event(method, path, query, headers, body, principal, route.group("app"))
         with self._invoke_lock:
             handler = self._handler or real_handler()
-            result = handler(event, _LambdaContext())
+            result = handler(event, LocalLambdaContext())
         answer_headers = {name: str(value) for name, value in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():
             answer_headers[name] = ", ".join(str(value) for value in values)

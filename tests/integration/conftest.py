@@ -7,9 +7,7 @@ Each test starts from empty AWS resources and a fresh container (empty memory ca
 from __future__ import annotations
 
 import copy
-import io
 import json
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devstack.lambda_context import LocalLambdaContext
 from devstack.stack import LocalStack
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -68,7 +67,7 @@ class Lambda:
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         from token_vending.app import lambda_handler
 
-        return lambda_handler(event, LambdaContext())  # type: ignore[no-any-return]
+        return lambda_handler(event, LocalLambdaContext())  # type: ignore[no-any-return]
 
     def call(self, method: str = "GET", **kwargs: Any) -> Answer:
         result = self.invoke(self.api_event(method, **kwargs))
@@ -90,18 +89,6 @@ class Lambda:
         from token_vending import container
 
         container.start_new_container()
-
-
-class LambdaContext:
-    function_name = "TokenVendingFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenVendingFunction"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 28_000
 
 
 @pytest.fixture
@@ -140,22 +127,3 @@ def child_env(stack: LocalStack, **extra: str) -> dict[str, str]:
     env = {**os.environ, **stack.env, **extra}
     env["PYTHONPATH"] = os.pathsep.join([str(root / "functions"), str(root)])
     return env
-
-
-@pytest.fixture
-def captured_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Any]:
-    """Everything the function logs (its JSON log lines) and prints (EMF metrics), as one text."""
-    from token_vending.observability import logger
-
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    std_logger = logging.getLogger(logger.name)
-    std_logger.addHandler(handler)
-
-    def read() -> str:
-        printed = capfd.readouterr()
-        return stream.getvalue() + printed.out + printed.err
-
-    yield read
-    std_logger.removeHandler(handler)

@@ -7,9 +7,7 @@ request per fetch.
 from __future__ import annotations
 
 import base64
-import io
 import json
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -47,25 +45,6 @@ def endpoint(stub: StubTokenEndpoint) -> TokenEndpoint:
     stub.clients[CLIENT_ID] = CLIENT_SECRET
     return TokenEndpoint(build_session(max_retries=0), stub.url, connect_timeout=2, read_timeout=3,
                          max_lifetime_seconds=MAX_LIFETIME)
-
-
-@pytest.fixture
-def logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
-    """Everything the token endpoint module logs or prints."""
-    from token_vending.observability import logger
-
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    std_logger = logging.getLogger(logger.name)
-    std_logger.addHandler(handler)
-
-    def read() -> str:
-        printed = capfd.readouterr()
-        return stream.getvalue() + printed.out + printed.err
-
-    yield read
-    std_logger.removeHandler(handler)
 
 
 def answer(**fields: Any) -> dict[str, Any]:
@@ -375,13 +354,13 @@ def test_connection_reset_is_unavailable(endpoint: TokenEndpoint, stub: StubToke
     ],
 )
 def test_logs_never_hold_the_token_secret_or_body(endpoint: TokenEndpoint, stub: StubTokenEndpoint, reply: Reply,
-                                                  logs: Callable[[], str]) -> None:
+                                                  captured_logs: Callable[[], str]) -> None:
     stub.queue(reply)
     try:
         endpoint.fetch(CLIENT_ID, CLIENT_SECRET, REQUESTED)
     except VendingError as error:
         assert_nothing_leaks(error)
-    text = logs()
+    text = captured_logs()
     for secret in (ACCESS_TOKEN, CLIENT_SECRET, BODY_MARKER):
         assert secret not in text
     if text.strip():
