@@ -22,7 +22,7 @@ from .request_input import parse_fingerprint, parse_token_request
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1: token answers are never cached
 
-api = APIGatewayRestResolver()
+api = APIGatewayRestResolver(strip_prefixes=["/v1"])  # the stage, should a path carry it
 
 
 def _scope_values() -> list[str]:
@@ -72,7 +72,7 @@ def report_rejected_token(app: str) -> Response[str]:
 @api.not_found
 def not_found(_: NotFoundError) -> Response[str]:
     path = api.current_event.path or ""
-    if path.startswith("/apps/") and path.endswith("/token"):
+    if api.current_event.http_method in ("GET", "DELETE") and path.startswith("/apps/") and path.endswith("/token"):
         # Only an app name the route pattern cannot even hold ends up here.
         return _error_response(InvalidRequest("app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"))
     return _error_response(VendingError("no such route"), status=404, code="not_found")

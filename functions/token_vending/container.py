@@ -7,6 +7,7 @@ them at a local moto server in tests and the demo.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from typing import Any
 
@@ -16,7 +17,7 @@ from botocore.config import Config
 from .app_config import AppConfigStore
 from .cooldowns import Cooldowns
 from .memory_cache import MemoryCache
-from .settings import Settings
+from .settings import SETTING_VARIABLES, Settings
 from .token_endpoint import TokenEndpoint, build_session
 from .token_store import TokenStore
 from .vending import TokenVendor
@@ -29,9 +30,19 @@ AWS_CLIENT_CONFIG = Config(
 )
 
 
+# What a container's settings and AWS clients are built from.
+ENVIRONMENT = (*SETTING_VARIABLES, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS",
+               "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def _environment() -> tuple[str | None, ...]:
+    return tuple(map(os.environ.get, ENVIRONMENT))
+
+
 class Container:
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
+        self.environment = _environment()
 
     @cached_property
     def settings(self) -> Settings:
@@ -85,6 +96,11 @@ _current = Container()
 
 
 def current() -> Container:
+    global _current
+    if _current.environment != _environment():
+        # Lambda never changes a running container's environment; `sam local`, test harnesses and
+        # benchmarks can between invocations, and settings and clients built from the old one are stale.
+        _current = Container()
     return _current
 
 

@@ -401,3 +401,44 @@ def test_settings_reject_non_finite_whole_second_values(name: str, value: str) -
 def test_settings_reject_non_finite_fractional_values(name: str, value: str) -> None:
     with pytest.raises(ValueError):
         Settings.from_env({name: value})
+
+
+def test_every_variable_settings_read_is_one_a_container_watches() -> None:
+    from collections.abc import Iterator, Mapping
+
+    from token_vending.container import ENVIRONMENT
+
+    read: list[str] = []
+
+    class Recording(Mapping[str, str]):
+        def __getitem__(self, name: str) -> str:
+            raise KeyError(name)
+
+        def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
+            read.append(name)
+            return default
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    Settings.from_env(Recording())
+
+    assert read
+    assert set(read) <= set(ENVIRONMENT)
+
+
+def test_a_changed_environment_starts_a_new_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    from token_vending import container
+
+    monkeypatch.setenv("MIN_TTL_SECONDS", "300")
+    first = container.current()
+    assert container.current() is first
+    monkeypatch.setenv("MIN_TTL_SECONDS", "10")
+
+    second = container.current()
+
+    assert second is not first
+    assert second.settings.min_ttl_seconds == 10
