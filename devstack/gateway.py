@@ -38,7 +38,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from .lambda_context import LocalLambdaContext
-from .stack import ACCOUNT, REGION
+from .local_aws import ACCOUNT, REGION
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CREDENTIALS = Path(__file__).resolve().parent / "local-credentials.json"

@@ -14,12 +14,11 @@ from typing import Any
 
 import boto3
 
+from .local_aws import REGION
 from .moto_server import MotoServer
 from .stub_token_endpoint import StubTokenEndpoint
 from .template import table_definition, ttl_attribute
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account
 TABLE_NAME = "sangoma-token-vending-local"
 KEY_ALIAS = "alias/sangoma-token-vending-local"
 SECRET_PREFIX = "sangoma/token-vending/"
