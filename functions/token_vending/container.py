@@ -95,11 +95,15 @@ class Container:
 _current = Container()
 
 
+# Lambda never changes a running container's environment (LAMBDA_TASK_ROOT marks one). Test
+# harnesses and benchmarks can, between invocations; settings and clients built from the old
+# environment would point at the wrong table or endpoint, so there a change starts a new container.
+_ENVIRONMENT_CAN_CHANGE = "LAMBDA_TASK_ROOT" not in os.environ
+
+
 def current() -> Container:
     global _current
-    if _current.environment != _environment():
-        # Lambda never changes a running container's environment; `sam local`, test harnesses and
-        # benchmarks can between invocations, and settings and clients built from the old one are stale.
+    if _ENVIRONMENT_CAN_CHANGE and _current.environment != _environment():
         _current = Container()
     return _current
 
