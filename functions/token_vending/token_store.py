@@ -6,6 +6,8 @@ go on without the shared cache. Item layout (one table, key `pk`):
 - token#{app}#{credential_id}#{scope digest}: sealed_token (KMS ciphertext), fingerprint,
   app, scope, credential_id, secret_version, token_type, expires_at, renewal_blocked, ttl
 - lease#...: owner, lease_until, ttl (a lease held by a dead container simply runs out)
+- cooldown#{app}#{secret version}: until, reason: the token endpoint asked us to wait, or
+  rejected the credentials; every container holds off until then
 """
 
 from __future__ import annotations
@@ -153,6 +155,24 @@ class TokenStore:
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":  # someone took over after it ran out
                     raise
+
+    def remember_cooldown(self, app: str, secret_version: str, until: float, reason: str) -> None:
+        """Tell every container that the token endpoint is not to be called for this app until then."""
+        with _store_errors():
+            self._dynamodb().put_item(TableName=self._table, Item={
+                "pk": {"S": f"cooldown#{app}#{secret_version}"}, "kind": {"S": "cooldown"},
+                "until": {"N": f"{until:.3f}"}, "reason": {"S": reason},
+                "ttl": {"N": str(int(until) + TTL_GRACE_SECONDS)}})
+
+    def cooldown(self, app: str, secret_version: str) -> tuple[float, str] | None:
+        """(until, reason) of a remembered failure for the app, if one is still running."""
+        with _store_errors():
+            item = self._dynamodb().get_item(TableName=self._table,
+                                             Key={"pk": {"S": f"cooldown#{app}#{secret_version}"}},
+                                             ConsistentRead=True).get("Item")
+        if not item or float(item["until"]["N"]) <= self._clock():
+            return None
+        return float(item["until"]["N"]), item["reason"]["S"]
 
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every cached token's metadata (never the sealed token), for the scheduled refresh and operators."""

@@ -25,6 +25,9 @@ from .token_endpoint import TokenEndpoint
 from .token_store import TokenStore
 from .tokens import CachedToken, TokenKey, fingerprint
 
+THROTTLED = "the token endpoint asked us to wait"
+REJECTED = "the token endpoint rejected the application's credentials"
+
 
 @dataclass(frozen=True)
 class Vended:
@@ -54,14 +57,14 @@ class TokenVendor:
             # The credentials may have just rotated: read the secret once more, past the memory cache.
             fresh = self._configs.get(request.app, force_fetch=True)
             if fresh.credential_id == config.credential_id:
-                self._remember_rejection(config)
+                self._remember_failure(config, self._settings.invalid_client_cooldown_seconds, REJECTED)
                 raise
             logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
             authorize(caller_arn, fresh.allowed_callers, request.scopes, fresh.allowed_scopes)
             try:
                 return self.token_for(fresh, request)
             except CredentialsRejected:
-                self._remember_rejection(fresh)
+                self._remember_failure(fresh, self._settings.invalid_client_cooldown_seconds, REJECTED)
                 raise
 
     def invalidate(self, request: TokenRequest, caller_arn: str | None, token_fingerprint: str) -> bool:
@@ -171,12 +174,11 @@ class TokenVendor:
 
     def _fetch(self, config: AppConfig, request: TokenRequest, key: TokenKey, previous: str | None,
                *, store: bool) -> Vended:
-        self._cooldowns.check(config.app, config.version_id)
+        self._check_cooldown(config, shared=store)
         try:
             issued = self._endpoint.fetch(config.client_id, config.client_secret, request.scopes)
         except UpstreamThrottled as error:
-            self._cooldowns.remember(config.app, config.version_id, error.retry_after or 0,
-                                     "the token endpoint asked us to wait")
+            self._remember_failure(config, error.retry_after or 0, THROTTLED)
             raise
         same_again = fingerprint(issued.access_token) == previous
         if same_again:
@@ -192,9 +194,28 @@ class TokenVendor:
         self._memory.put(key, token)
         return Vended(token, "upstream")
 
-    def _remember_rejection(self, config: AppConfig) -> None:
-        self._cooldowns.remember(config.app, config.version_id, self._settings.invalid_client_cooldown_seconds,
-                                 "the token endpoint rejected the application's credentials")
+    def _check_cooldown(self, config: AppConfig, *, shared: bool) -> None:
+        """Raise 503 while a remembered failure lasts: this container's, or (before a fetch that
+        would otherwise go out) one another container shared through the table."""
+        self._cooldowns.check(config.app, config.version_id)
+        if not shared:
+            return
+        try:
+            held = self._store.cooldown(config.app, config.version_id)
+        except StoreUnavailable as error:
+            self._degraded("dynamodb", error)
+            return
+        if held:
+            until, reason = held
+            self._cooldowns.remember(config.app, config.version_id, until - self._clock(), reason)
+            self._cooldowns.check(config.app, config.version_id)
+
+    def _remember_failure(self, config: AppConfig, seconds: float, reason: str) -> None:
+        self._cooldowns.remember(config.app, config.version_id, seconds, reason)
+        try:
+            self._store.remember_cooldown(config.app, config.version_id, self._clock() + seconds, reason)
+        except StoreUnavailable as error:
+            self._degraded("dynamodb", error)  # this container still remembers
 
     @staticmethod
     def _degraded(dependency: str, error: StoreUnavailable) -> None:

@@ -52,15 +52,15 @@ def session_for(key: str, secret: str, token: str | None = None) -> botocore.ses
 
 
 class RecordedSleep:
-    """The client's sleep: records the wait; the retry then lands on another (fresh) container,
-    as it may behind API Gateway, so the first container's remembered throttle does not answer it."""
+    """The client's sleep: records the wait and really waits, since the service remembers the
+    token endpoint's Retry-After (in every container) and answers 503 until it has passed."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-        Lambda.new_container()
+        time.sleep(seconds)
 
 
 def client_for(gateway: LocalGateway, key: str = KEY, secret: str = SECRET, **kwargs: object) -> TokenClient:

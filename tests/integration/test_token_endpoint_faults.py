@@ -185,3 +185,28 @@ def test_error_answers_never_echo_the_upstream_body(lam: Lambda, captured_logs) 
 
     assert answer.status == 502
     assert "sekrit-detail" not in json.dumps(answer.body) + captured_logs()
+
+
+def test_a_retry_after_is_shared_with_every_container(lam: Lambda) -> None:
+    lam.stack.token_endpoint.queue(Reply(503, "maintenance", headers={"Retry-After": "30"}))
+    first = lam.vend()
+    lam.new_container()
+
+    other_container = lam.vend()
+
+    assert (other_container.status, other_container.error) == (503, "upstream_unavailable")
+    assert 28 <= int(other_container.headers["Retry-After"]) <= 30
+    assert lam.stack.token_endpoint.request_count == 1
+    assert first.status == 503
+
+
+def test_rejected_credentials_are_shared_with_every_container(lam: Lambda) -> None:
+    lam.stack.token_endpoint.queue(Reply(401, {"error": "invalid_client"}))
+    first = lam.vend()
+    lam.new_container()
+
+    other_container = lam.vend(scope="cx.agent-calls")
+
+    assert (first.status, first.error) == (502, "upstream_error")
+    assert (other_container.status, other_container.error) == (503, "upstream_unavailable")
+    assert lam.stack.token_endpoint.request_count == 1
