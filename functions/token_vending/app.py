@@ -6,7 +6,6 @@ The work happens in vending.py (tokens) and prewarm.py (the schedule).
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -32,7 +31,10 @@ def _scope_values() -> list[str]:
 
 
 def _caller_arn() -> str | None:
-    return api.current_event.request_context.identity.user_arn or None
+    """The IAM identity API Gateway authenticated; absent pieces mean no identity (403), not a crash."""
+    context = api.current_event.raw_event.get("requestContext") or {}
+    user_arn = (context.get("identity") or {}).get("userArn")
+    return user_arn if isinstance(user_arn, str) and user_arn else None
 
 
 @api.get("/apps/<app>/token")
@@ -49,7 +51,7 @@ def get_token(app: str) -> Response[str]:
         "access_token": token.access_token,
         "token_type": token.token_type,
         "scope": request.scope,
-        "expires_in": max(0, math.floor(token.seconds_left(time.time()))),
+        "expires_in": max(0, round(token.seconds_left(time.time()))),  # a fresh token shows the endpoint's figure
         "expires_at": token.expires_at_rfc3339,
         "fingerprint": token.fingerprint,
     }
@@ -111,5 +113,13 @@ def _is_scheduled(event: dict[str, Any]) -> bool:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _is_scheduled(event):
-        return prewarm.run(event, container.current(), context.get_remaining_time_in_millis)
-    return api.resolve(event, context)
+        return prewarm.run(event, container.current(), getattr(context, "get_remaining_time_in_millis", None))
+    return _with_single_value_headers(api.resolve(event, context))
+
+
+def _with_single_value_headers(response: dict[str, Any]) -> dict[str, Any]:
+    # Powertools answers REST events with multiValueHeaders only; API Gateway reads either, and
+    # callers of the function (tests, sam local, other tools) often read `headers`.
+    multi = response.get("multiValueHeaders") or {}
+    response.setdefault("headers", {name: values[-1] for name, values in multi.items() if values})
+    return response

@@ -171,3 +171,19 @@ def test_token_endpoint_5xx_is_503_after_retries(lam: Lambda) -> None:
 def test_only_first_error_field_values_are_returned(lam: Lambda) -> None:
     answer = lam.vend(scope=SCOPES, caller=None)
     assert answer.body == {"error": "access_denied", "error_description": "no IAM caller identity in the request"}
+
+
+@pytest.mark.parametrize("strip", ["identity", "requestContext", "null identity"])
+def test_a_missing_identity_block_is_403_not_a_crash(lam: Lambda, strip: str) -> None:
+    event = lam.api_event()
+    if strip == "identity":
+        del event["requestContext"]["identity"]
+    elif strip == "requestContext":
+        del event["requestContext"]
+    else:
+        event["requestContext"]["identity"] = None
+
+    result = lam.invoke(event)
+
+    assert result["statusCode"] == 403
+    assert json.loads(result["body"])["error"] == "access_denied"

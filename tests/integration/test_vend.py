@@ -134,3 +134,20 @@ def test_token_and_client_secret_never_reach_the_logs(lam: Lambda, captured_logs
     assert CALLER_SESSION in logs
     assert token not in logs  # ...without the token
     assert secret not in logs
+
+
+def test_answers_carry_single_value_headers_too(lam: Lambda) -> None:
+    ok = lam.invoke(lam.api_event())
+    denied = lam.invoke(lam.api_event(caller=None))
+
+    assert ok["headers"]["Cache-Control"] == "no-store"
+    assert ok["headers"]["Pragma"] == "no-cache"
+    assert denied["headers"]["Cache-Control"] == "no-store"
+
+
+def test_a_fresh_token_shows_the_lifetime_the_endpoint_gave(lam: Lambda) -> None:
+    lam.stack.token_endpoint.expires_in = 3600
+
+    answer = lam.vend()
+
+    assert answer.body and answer.body["expires_in"] == 3600
