@@ -9,9 +9,10 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 
 .PHONY: demo test lint unit integration validate scan build serve bench tokens clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) ".[dev]"
+	$(VENV)/bin/pip install $(PIP_FLAGS) ./layers/client
 	touch $@
 
 # SAM CLI pins libraries the dev set disagrees with: it lives in a venv of its own.

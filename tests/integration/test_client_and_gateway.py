@@ -408,12 +408,15 @@ def test_awscurl_gets_a_token_and_reports_it(gateway: LocalGateway) -> None:
 # -- the command line ---------------------------------------------------------------------------
 
 
-def run_cli(*args: str, key: str = KEY, secret: str = SECRET,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
-           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-           "PYTHONPATH": str(ROOT / "layers" / "client" / "python")}
-    env.pop("AWS_SESSION_TOKEN", None)
+def run_cli(*args: str, key: str = KEY, secret: str = SECRET, stdin: str | None = None,
+            **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """The command line in a clean environment: credentials, and no region configured anywhere."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
+                           "SANGOMA_TOKEN_VENDING_URL", "SANGOMA_TOKEN_VENDING_REGION")}
+    env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "PYTHONPATH": str(ROOT / "layers" / "client" / "python"), **extra_env})
     return subprocess.run([sys.executable, "-m", "sangoma_token_client", *args], capture_output=True, text=True,
                           env=env, input=stdin, timeout=60, check=False)
 
@@ -426,6 +429,34 @@ def test_cli_get_prints_the_answer_as_json(gateway: LocalGateway) -> None:
     assert set(answer) == {"access_token", "token_type", "scope", "expires_in", "expires_at", "fingerprint"}
     assert answer["scope"] == SCOPES
     assert result.stderr == ""
+
+
+def test_cli_in_the_issues_form_needs_no_region_against_the_local_gateway(gateway: LocalGateway) -> None:
+    # `python -m sangoma_token_client get --url URL --app APP --scope "a b"`, with no region set anywhere:
+    # a loopback URL signs for the local gateway's region.
+    result = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["scope"] == SCOPES
+
+
+def test_cli_takes_the_region_from_aws_region(gateway: LocalGateway) -> None:
+    # botocore's configuration ignores AWS_REGION; the client does not. The gateway only accepts
+    # us-east-1, so another region there shows AWS_REGION was used.
+    result = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES, AWS_REGION="eu-west-1")
+
+    assert result.returncode == 1
+    assert "Credential should be scoped to a valid region, not 'eu-west-1'" in result.stderr
+    assert run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES,
+                   AWS_REGION="us-east-1").returncode == 0
+
+
+def test_cli_without_any_region_for_another_host_says_what_to_set() -> None:
+    result = run_cli("get", "--url", "https://vending.internal.example/v1", "--app", "demo", "--scope", SCOPES)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no_region: ")
+    assert "--region" in result.stderr and "AWS_REGION" in result.stderr and "AWS_DEFAULT_REGION" in result.stderr
 
 
 def test_cli_failure_exits_non_zero_with_the_error_on_stderr(gateway: LocalGateway) -> None:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
+import tomllib
 from email.utils import formatdate
+from pathlib import Path
 
 import botocore.session
 import pytest
@@ -22,11 +30,43 @@ def test_fingerprint_is_the_one_the_service_computes() -> None:
     assert len(fingerprint("sgm_abc")) == 16
 
 
+def a_token() -> Token:
+    return Token("sgm_secret_value", "bearer", "a b", 10, "2026-01-01T00:00:00Z", fingerprint("sgm_secret_value"))
+
+
 def test_token_repr_and_error_text_never_show_the_token() -> None:
-    token = Token("sgm_secret_value", "bearer", "a", 10, "2026-01-01T00:00:00Z", fingerprint("sgm_secret_value"))
+    token = a_token()
 
     assert "sgm_secret_value" not in repr(token)
+    assert "sgm_secret_value" not in str(token)
+    assert "sgm_secret_value" not in f"{token}"
     assert token.as_dict()["access_token"] == "sgm_secret_value"  # only when asked for explicitly
+
+
+def test_token_fields_read_by_name_like_the_json_answer() -> None:
+    token = a_token()
+
+    assert token["access_token"] == token.access_token == "sgm_secret_value"
+    assert {name: token[name] for name in token.as_dict()} == token.as_dict()
+    assert token["expires_in"] == 10
+    assert "scope" in token and "as_dict" not in token and "nope" not in token
+    for name in ("nope", "as_dict", "__class__", "_TOKEN_FIELDS"):
+        with pytest.raises(KeyError):
+            token[name]
+    with pytest.raises(TypeError):
+        iter(token)  # not a sequence of fields by index
+
+
+def test_error_code_and_description_are_read_only_aliases() -> None:
+    error = TokenVendingError("invalid_scope", "cx.admin is not allowed", status=403)
+
+    assert (error.code, error.description) == ("invalid_scope", "cx.admin is not allowed")
+    assert str(error) == "invalid_scope: cx.admin is not allowed"
+    with pytest.raises(AttributeError):
+        error.code = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        error.description = "other"  # type: ignore[misc]
+    assert error.error == "invalid_scope"
 
 
 @pytest.mark.parametrize(("url", "region"), [
@@ -37,17 +77,61 @@ def test_region_comes_from_an_execute_api_url(url: str, region: str) -> None:
     assert TokenClient(url, session=botocore.session.Session()).region == region
 
 
-def test_explicit_region_wins_and_a_missing_one_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+@pytest.fixture
+def no_region_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No region anywhere: no variables, an empty AWS config file (returned, to write one into)."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    config = tmp_path / "config"
+    config.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    return config
 
+
+def test_explicit_region_wins_and_a_missing_one_is_an_error(no_region_configured: Path) -> None:
     assert TokenClient("https://abc.execute-api.us-east-2.amazonaws.com", region="us-west-1").region == "us-west-1"
     with pytest.raises(TokenVendingError) as raised:
-        TokenClient("http://127.0.0.1:1").get_token("demo", "a")
+        TokenClient("https://vending.internal.example/v1").get_token("demo", "a")
     assert raised.value.error == "no_region"
+    # It names what actually works: botocore's configuration alone ignores AWS_REGION.
+    assert "AWS_REGION" in raised.value.error_description
+    assert "AWS_DEFAULT_REGION" in raised.value.error_description
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8710", "http://127.0.0.2:1/v1", "http://localhost:8710",
+                                 "http://LOCALHOST.:8710", "http://gw.localhost:8710", "http://[::1]:8710"])
+def test_a_loopback_url_with_no_region_configured_signs_for_the_local_gateways_region(
+        no_region_configured: Path, url: str) -> None:
+    assert TokenClient(url).region == "us-east-1"
+
+
+@pytest.mark.parametrize("url", ["https://vending.internal.example", "http://10.0.0.5:8710",
+                                 "http://127.0.0.1.example.com", "https://localhost.example.com"])
+def test_other_hosts_with_no_region_configured_have_none(no_region_configured: Path, url: str) -> None:
+    assert TokenClient(url).region is None
+
+
+def test_region_order_explicit_url_aws_region_aws_default_region_config_then_loopback(
+        no_region_configured: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_url, local_url = "https://abc.execute-api.eu-west-2.amazonaws.com/v1", "http://127.0.0.1:8710"
+    no_region_configured.write_text("[default]\nregion = ap-south-1\n")
+    assert TokenClient(local_url).region == "ap-south-1"  # the profile's region
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ca-central-1")
+    assert TokenClient(local_url).region == "ca-central-1"
+    monkeypatch.setenv("AWS_REGION", "sa-east-1")  # read by the client itself: botocore's config ignores it
+    assert TokenClient(local_url).region == "sa-east-1"
+    assert TokenClient("https://vending.internal.example").region == "sa-east-1"
+    assert TokenClient(aws_url).region == "eu-west-2"  # the URL names the API's region
+    assert TokenClient(aws_url, region="us-west-1").region == "us-west-1"
+
+
+def test_a_profiles_region_is_used_for_a_named_profile(no_region_configured: Path) -> None:
+    no_region_configured.write_text("[profile ops]\nregion = eu-north-1\n")
+
+    assert TokenClient("http://127.0.0.1:8710", session=botocore.session.Session(profile="ops")).region == "eu-north-1"
 
 
 def test_retry_after_takes_seconds_or_an_http_date() -> None:
@@ -56,3 +140,49 @@ def test_retry_after_takes_seconds_or_an_http_date() -> None:
     assert _retry_after("soon") is None
     in_a_minute = _retry_after(formatdate(time.time() + 60, usegmt=True))
     assert in_a_minute is not None and 55 < in_a_minute <= 60
+
+
+# -- the package: installable on its own, and the layer ships only its code ---------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT = ROOT / "layers" / "client"
+PACKAGE = CLIENT / "python" / "sangoma_token_client"
+
+
+def test_the_package_declares_exactly_what_it_imports() -> None:
+    project = tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]
+    imported: set[str] = set()
+    for source in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+
+    assert {re.split(r"[<>=!~ ;\[]", requirement)[0] for requirement in project["dependencies"]} == third_party
+
+
+def test_the_dev_venv_imports_the_installed_package_from_anywhere(tmp_path: Path) -> None:
+    # Outside the checkout and without PYTHONPATH, as a script or a container would (make installs it).
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", "import importlib.metadata as m, sangoma_token_client as c; "
+                             "print(m.version('sangoma-token-client')); print(c.__file__)"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 0, f"run `make` (or pip install ./layers/client): {result.stderr}"
+    version, location = result.stdout.split()
+    assert version == tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]["version"]
+    assert not Path(location).is_relative_to(ROOT / "layers")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_the_layer_build_ships_only_the_package_code(tmp_path: Path) -> None:
+    subprocess.run(["make", "--no-print-directory", "-C", str(CLIENT), "build-ClientLayer",
+                    f"ARTIFACTS_DIR={tmp_path}"], check=True, capture_output=True, timeout=60)
+
+    shipped = {str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()}
+    package = {str(path.relative_to(CLIENT)) for path in PACKAGE.rglob("*")
+               if path.is_file() and "__pycache__" not in path.parts}
+    assert shipped == package
+    assert {"python/sangoma_token_client/__init__.py", "python/sangoma_token_client/py.typed"} <= shipped

@@ -9,8 +9,10 @@
         report_rejected("billing", "cx.agent-calls cx.queue-calls", token)
 
 The module-level functions share one TokenClient for the URL in
-SANGOMA_TOKEN_VENDING_URL (region from the URL, SANGOMA_TOKEN_VENDING_REGION or
-botocore's configuration); build a TokenClient yourself for anything else.
+SANGOMA_TOKEN_VENDING_URL (signing region: SANGOMA_TOKEN_VENDING_REGION, else the
+execute-api URL's, else AWS_REGION, else AWS_DEFAULT_REGION or the profile's, else
+us-east-1 for the local gateway on a loopback address); build a TokenClient
+yourself for anything else.
 Every failure raises TokenVendingError with `error` and `error_description`.
 """
 

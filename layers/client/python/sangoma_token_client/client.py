@@ -8,15 +8,17 @@ function or a container that already has boto3.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import botocore.session
 import urllib3
@@ -30,6 +32,8 @@ SERVICE = "execute-api"
 EXECUTE_API_HOST = re.compile(r"^https?://[^/.]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:[:/]|$)")
 # What SigV4 leaves unencoded (RFC 3986 unreserved): the canonical query uses exactly this.
 UNRESERVED = "-_.~"
+# What the local gateway (`make serve`) accepts, used when nothing else names a region for a loopback URL.
+LOCAL_REGION = "us-east-1"
 RETRYABLE_STATUSES = frozenset({429, 503})
 # Connection failures that happen before the service saw the request: safe to retry.
 RETRYABLE_ERRORS = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
@@ -49,7 +53,10 @@ def normalize_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Token:
-    """The service's answer. `access_token` stays out of repr() so logging a Token does not leak it."""
+    """The service's answer: `token.access_token`, or `token["access_token"]` like the JSON answer.
+
+    `access_token` stays out of repr() and str() so logging a Token does not leak it.
+    """
 
     access_token: str = field(repr=False)
     token_type: str
@@ -60,6 +67,21 @@ class Token:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __getitem__(self, name: str) -> Any:
+        """The answer's fields by name, as in the JSON; KeyError for any other name."""
+        if name not in _TOKEN_FIELDS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _TOKEN_FIELDS
+
+    # __getitem__ alone would make a Token iterable by index (token[0], token[1], ...: KeyError).
+    __iter__ = None
+
+
+_TOKEN_FIELDS = frozenset(f.name for f in fields(Token))
 
 
 @dataclass
@@ -90,7 +112,7 @@ class TokenClient:
     ) -> None:
         self.url = url.rstrip("/")
         self._session = session or botocore.session.Session()
-        self.region = region or self._region_from_url() or self._session.get_config_variable("region")
+        self.region = region or _resolve_region(self.url, self._session)
         self.margin_seconds = margin_seconds
         self.max_attempts = max(1, max_attempts)
         self.max_retry_wait_seconds = max_retry_wait_seconds
@@ -187,12 +209,9 @@ class TokenClient:
 
     def _require_region(self) -> str:
         if not self.region:
-            raise TokenVendingError("no_region", "no region: pass region= or set AWS_REGION")
+            raise TokenVendingError("no_region", "no signing region for this URL: pass region= (--region on the "
+                                                 "command line), or set AWS_REGION or AWS_DEFAULT_REGION")
         return str(self.region)
-
-    def _region_from_url(self) -> str | None:
-        match = EXECUTE_API_HOST.match(self.url)
-        return match.group(1) if match else None
 
     def _backoff(self, attempt: int) -> float:
         return float(min(0.5 * 2 ** (attempt - 1), self.max_retry_wait_seconds))
@@ -209,6 +228,29 @@ class TokenClient:
             # Never quote the body: it may hold a token.
             raise TokenVendingError("invalid_response", "the vending service answered something unusable",
                                     status=response.status) from None
+
+
+def _resolve_region(url: str, session: botocore.session.Session) -> str | None:
+    """The signing region when none is passed: an execute-api URL names it; else AWS_REGION (which botocore's
+    configuration ignores), else AWS_DEFAULT_REGION or the profile's region; else, for the local gateway on a
+    loopback address, the one region it accepts. None when nothing says."""
+    match = EXECUTE_API_HOST.match(url)
+    if match:
+        return match.group(1)
+    configured = os.environ.get("AWS_REGION") or session.get_config_variable("region")
+    if configured:
+        return str(configured)
+    return LOCAL_REGION if _is_loopback(url) else None
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _error_from(response: urllib3.BaseHTTPResponse) -> TokenVendingError:

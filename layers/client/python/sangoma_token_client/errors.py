@@ -12,7 +12,8 @@ class TokenVendingError(Exception):
     client's own: `unavailable` (the service could not be reached),
     `invalid_response`, `no_credentials`, `no_region`.
     `status` is the HTTP status when there was an answer; `retry_after` the
-    seconds the service asked to wait, when it said so.
+    seconds the service asked to wait, when it said so. `code` and `description`
+    are read-only aliases of `error` and `error_description`.
     """
 
     def __init__(self, error: str, error_description: str, *, status: int | None = None,
@@ -22,3 +23,13 @@ class TokenVendingError(Exception):
         self.status = status
         self.retry_after = retry_after
         super().__init__(f"{error}: {error_description}")
+
+    @property
+    def code(self) -> str:
+        """The same as `error`."""
+        return self.error
+
+    @property
+    def description(self) -> str:
+        """The same as `error_description`."""
+        return self.error_description
