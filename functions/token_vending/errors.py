@@ -68,3 +68,7 @@ class ConfigurationError(VendingError):
 
 class StoreUnavailable(Exception):
     """The shared cache (DynamoDB or KMS) failed; vends go on without it."""
+
+    def __init__(self, reason: str, dependency: str = "dynamodb") -> None:
+        super().__init__(reason)
+        self.dependency = dependency  # dynamodb | kms

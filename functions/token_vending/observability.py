@@ -13,6 +13,7 @@ these names: keep the two in step.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,10 @@ def _json_message(text: Any) -> Any:
     # Powertools tries json.loads on every str message; a plain message would raise and be caught each time.
     return json.loads(text) if isinstance(text, str) and text[:1] in "{[" else text
 
+
+# Tracer logs every exception a traced method raises, with its traceback, at ERROR. Ours are
+# expected outcomes (an upstream 503, a degraded cache) that the code logs as one warning line.
+logging.getLogger("aws_lambda_powertools.tracing.tracer").setLevel(logging.CRITICAL)
 
 logger = Logger(service=SERVICE, json_deserializer=_json_message)
 tracer = Tracer(service=SERVICE)

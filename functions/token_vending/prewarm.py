@@ -46,9 +46,9 @@ from .tokens import TokenKey
 if TYPE_CHECKING:
     from .container import Container
 
-# A key is refreshed when it has between (1 - JITTER_SHARE) and all of
-# REFRESH_BEFORE_SECONDS left; where in that window is fixed per key.
-JITTER_SHARE = 0.5
+# A key is refreshed once it has less than REFRESH_BEFORE_SECONDS left, or up to
+# JITTER_SHARE of that earlier; where in that margin is fixed per key.
+JITTER_SHARE = 0.1
 # Start no new fetch with less than this left before the Lambda timeout: one
 # fetch may take a lease wait or the endpoint's retries (about 10 s).
 TIME_RESERVE_SECONDS = 12.0
@@ -83,14 +83,16 @@ def refresh_threshold(key: TokenKey, refresh_before_seconds: float) -> float:
     """Seconds left below which the key's token is refreshed.
 
     Jitter by a deterministic per-key offset, not by chance per run: tokens
-    minted together (same expiry) get thresholds spread evenly over the last
-    half of the window, so hourly runs refresh a few at a time; and because the
-    threshold is fixed for a key, a repeated or retried run makes the same
-    decision. A random draw per run would do neither reliably.
+    minted together (same expiry) get thresholds spread evenly over a margin
+    above REFRESH_BEFORE_SECONDS (with the default 7 days, 16.8 hours of hourly
+    runs), so runs refresh a few at a time; and because the threshold is fixed
+    for a key, a repeated or retried run makes the same decision. A random draw
+    per run would do neither reliably. The margin is above, never below, so
+    every token with less than REFRESH_BEFORE_SECONDS left is refreshed.
     """
     digest = hashlib.sha256(key.table_key.encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
-    return refresh_before_seconds * (1 - JITTER_SHARE * fraction)
+    return refresh_before_seconds * (1 + JITTER_SHARE * fraction)
 
 
 def parse_prewarm_list(raw: object) -> tuple[list[TokenRequest], list[str]]:
@@ -147,6 +149,10 @@ def run(event: Mapping[str, Any], container: Container,
 class _Run:
     def __init__(self, container: Container, time_left_ms: Callable[[], int] | None) -> None:
         self._container = container
+        # A run starts with the function's whole timeout; a clock that says otherwise
+        # (a test's stand-in context) cannot be planned against, so it is not used.
+        if time_left_ms is not None and time_left_ms() < TIME_RESERVE_SECONDS * 1000:
+            time_left_ms = None
         self._time_left_ms = time_left_ms
         self._summary = Summary()
         self._configs: dict[str, AppConfig | VendingError] = {}

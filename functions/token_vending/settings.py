@@ -31,10 +31,10 @@ class Settings:
     memory_trust_seconds: int = 60
     # Single-flight lease: how long a holder keeps it, and how long others wait for its token.
     lease_seconds: int = 10
-    lease_wait_seconds: float = 8.0
-    # Token endpoint: timeouts per attempt and retries (worst case stays near 10 s).
+    lease_wait_seconds: float = 12.0  # longer than a lease: a dead holder's is taken over, not answered 503
+    # Token endpoint: timeouts per attempt and retries (three slow answers: 3 x 2.5 s + backoff, under 10 s).
     token_connect_timeout_seconds: float = 2.0
-    token_read_timeout_seconds: float = 3.0
+    token_read_timeout_seconds: float = 2.5
     token_max_retries: int = 2
     # After the endpoint rejects an app's credentials, answer from memory for this long.
     invalid_client_cooldown_seconds: int = 10

@@ -71,7 +71,7 @@ class TokenStore:
 
     @tracer.capture_method(capture_response=False)
     def unseal(self, key: TokenKey, stored: SealedToken) -> CachedToken:
-        with _store_errors():
+        with _store_errors("kms"):
             plaintext = self._kms().decrypt(CiphertextBlob=stored.sealed, KeyId=self._key_id,
                                             EncryptionContext=self._context(key))["Plaintext"]
         return CachedToken(access_token=plaintext.decode(), token_type=stored.token_type, scope=key.scope,
@@ -86,9 +86,10 @@ class TokenStore:
 
     @tracer.capture_method(capture_response=False)
     def put(self, key: TokenKey, token: CachedToken, secret_version: str) -> None:
-        with _store_errors():
+        with _store_errors("kms"):
             sealed = self._kms().encrypt(KeyId=self._key_id, Plaintext=token.access_token.encode(),
                                          EncryptionContext=self._context(key))["CiphertextBlob"]
+        with _store_errors():
             self._dynamodb().put_item(TableName=self._table, Item={
                 "pk": {"S": key.table_key},
                 "kind": {"S": "token"},
@@ -194,11 +195,11 @@ def _code(error: ClientError) -> str:
 
 
 @contextmanager
-def _store_errors() -> Iterator[None]:
+def _store_errors(dependency: str = "dynamodb") -> Iterator[None]:
     """Turn any DynamoDB/KMS failure into StoreUnavailable, keeping only the error's name."""
     try:
         yield
     except ClientError as error:
-        raise StoreUnavailable(_code(error)) from None
+        raise StoreUnavailable(_code(error), dependency) from None
     except BotoCoreError as error:
-        raise StoreUnavailable(type(error).__name__) from None
+        raise StoreUnavailable(type(error).__name__, dependency) from None

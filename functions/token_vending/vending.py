@@ -76,7 +76,7 @@ class TokenVendor:
         try:
             dropped_from_table = self._store.delete_if_fingerprint(key, token_fingerprint)
         except StoreUnavailable as error:
-            self._degraded("dynamodb", error)
+            self._degraded(error)
             raise DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5) \
                 from None
         return dropped_from_memory or dropped_from_table
@@ -101,7 +101,7 @@ class TokenVendor:
         try:
             held = self._store.fingerprint_of(key)
         except StoreUnavailable as error:
-            self._degraded("dynamodb", error)
+            self._degraded(error)
             held = token.fingerprint  # keep serving what we have rather than fail
         if held != token.fingerprint:
             return False
@@ -121,7 +121,7 @@ class TokenVendor:
                 if hit:
                     return hit
         except StoreUnavailable as error:
-            self._degraded("dynamodb", error)
+            self._degraded(error)
             return self._fetch(config, request, key, previous, store=False)
         return self._fetch_under_lease(config, request, key, min_ttl, owner, previous)
 
@@ -163,14 +163,14 @@ class TokenVendor:
                 # Re-read: a holder may have stored and released between our read and our lease.
                 hit, previous = self._table_hit(key, min_ttl, previous)
             except StoreUnavailable as error:
-                self._degraded("dynamodb", error)
+                self._degraded(error)
                 hit = None
             return hit or self._fetch(config, request, key, previous, store=True)
         finally:
             try:
                 self._store.release_lease(key, owner)
             except StoreUnavailable as error:
-                self._degraded("dynamodb", error)  # the lease runs out on its own
+                self._degraded(error)  # the lease runs out on its own
 
     def _fetch(self, config: AppConfig, request: TokenRequest, key: TokenKey, previous: str | None,
                *, store: bool) -> Vended:
@@ -190,7 +190,7 @@ class TokenVendor:
             try:
                 self._store.put(key, token, config.version_id)
             except StoreUnavailable as error:
-                self._degraded("dynamodb/kms", error)
+                self._degraded(error)
         self._memory.put(key, token)
         return Vended(token, "upstream")
 
@@ -203,7 +203,7 @@ class TokenVendor:
         try:
             held = self._store.cooldown(config.app, config.version_id)
         except StoreUnavailable as error:
-            self._degraded("dynamodb", error)
+            self._degraded(error)
             return
         if held:
             until, reason = held
@@ -215,10 +215,10 @@ class TokenVendor:
         try:
             self._store.remember_cooldown(config.app, config.version_id, self._clock() + seconds, reason)
         except StoreUnavailable as error:
-            self._degraded("dynamodb", error)  # this container still remembers
+            self._degraded(error)  # this container still remembers
 
     @staticmethod
-    def _degraded(dependency: str, error: StoreUnavailable) -> None:
-        record_degraded(dependency.split("/")[0])
+    def _degraded(error: StoreUnavailable) -> None:
+        record_degraded(error.dependency)
         logger.warning("shared cache unavailable, going on without it",
-                       extra={"dependency": dependency, "reason": str(error)})
+                       extra={"dependency": error.dependency, "reason": str(error)})

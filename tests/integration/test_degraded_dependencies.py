@@ -40,10 +40,13 @@ def test_dynamodb_unavailable_still_vends_and_says_so(lam: Lambda, settings_env,
     assert '"Degraded_dynamodb"' in logs
 
 
-def test_kms_unavailable_still_vends_and_never_writes_the_token_unsealed(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
+def test_kms_unavailable_still_vends_and_never_writes_the_token_unsealed(lam: Lambda, settings_env,  # type: ignore[no-untyped-def]
+                                                                      captured_logs) -> None:
     settings_env(AWS_ENDPOINT_URL_KMS=closed_port_url())
 
     answer = lam.vend()
+
+    assert '"Degraded_kms"' in captured_logs()
 
     assert answer.status == 200 and answer.body
     items = lam.stack.table_items()

@@ -153,9 +153,19 @@ def test_a_run_that_is_out_of_time_leaves_the_rest_for_the_next_run(expiring: La
     lam = expiring
     lam.vend()
 
-    assert prewarm.run(scheduled_event(), container.current(), lambda: 5_000) == summary(skipped=1)
+    times = iter([28_000])  # the run starts with the whole timeout, then it is nearly spent
+
+    assert prewarm.run(scheduled_event(), container.current(), lambda: next(times, 5_000)) == summary(skipped=1)
     assert lam.stack.token_endpoint.request_count == 1
     assert prewarm.run(scheduled_event(), container.current(), lambda: 28_000) == summary(refreshed=1)
+
+
+def test_a_stand_in_context_without_a_real_clock_does_not_stop_the_run(expiring: Lambda) -> None:
+    from token_vending import container, prewarm
+
+    expiring.vend()
+
+    assert prewarm.run(scheduled_event(), container.current(), lambda: 5) == summary(refreshed=1)
 
 
 def test_a_prewarm_racing_a_vend_makes_one_upstream_request(lam: Lambda) -> None:
@@ -259,3 +269,17 @@ def test_a_run_that_cannot_read_the_table_fails_so_lambda_retries_it(lam: Lambda
     lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
     [emf] = [line for line in lines if "_aws" in line]
     assert metric(emf, "PrewarmFailed") == 1
+
+
+def test_a_scheduled_event_with_a_minimal_context_object(expiring: Lambda) -> None:
+    from token_vending.app import lambda_handler
+
+    class MinimalContext:  # what many test harnesses pass: no clock at all
+        function_name = "TokenVendingFunction"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenVendingFunction"
+        aws_request_id = "minimal"
+
+    expiring.vend()
+
+    assert lambda_handler(scheduled_event(), MinimalContext()) == summary(refreshed=1)
