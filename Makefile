@@ -12,7 +12,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 $(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) ".[dev]"
-	$(VENV)/bin/pip install $(PIP_FLAGS) ./layers/client
+	$(VENV)/bin/pip install $(PIP_FLAGS) --editable ./layers/client  # edits show without a reinstall
 	touch $@
 
 # SAM CLI pins libraries the dev set disagrees with: it lives in a venv of its own.
