@@ -87,9 +87,11 @@ class AppConfigStore:
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
 
-    def get(self, app: str, *, force_fetch: bool = False) -> AppConfig:
+    def get(self, app: str, *, force_fetch: bool = False, max_age: float | None = None) -> AppConfig:
+        """The app's configuration, from memory while younger than `max_age` (SECRET_CACHE_SECONDS)."""
         cached = self._cache.get(app)
-        if cached and not force_fetch and self._clock() - cached.fetched_at < self._max_age:
+        max_age = self._max_age if max_age is None else min(max_age, self._max_age)
+        if cached and not force_fetch and self._clock() - cached.fetched_at < max_age:
             return cached.config
         try:
             answer = self._client_factory().get_secret_value(SecretId=self._prefix + app)

@@ -30,6 +30,11 @@ class Cooldowns:
         if seconds > 0:
             self._by_app[(app, secret_version)] = _Cooldown(self._clock() + seconds, description)
 
+    def reason(self, app: str, secret_version: str) -> str | None:
+        """Why the app is held off, while it is."""
+        cooldown = self._by_app.get((app, secret_version))
+        return cooldown.description if cooldown and cooldown.until > self._clock() else None
+
     def check(self, app: str, secret_version: str) -> None:
         """Raise the remembered failure, with the Retry-After that is left, while it lasts."""
         cooldown = self._by_app.get((app, secret_version))

@@ -50,6 +50,10 @@ class TokenVendor:
 
     def vend(self, request: TokenRequest, caller_arn: str | None) -> Vended:
         config = self._configs.get(request.app)
+        if self._cooldowns.reason(config.app, config.version_id) == REJECTED:
+            # Its credentials were rejected: a new secret version may already fix them, so look
+            # (at most once a second) rather than wait out SECRET_CACHE_SECONDS.
+            config = self._configs.get(request.app, max_age=1)
         authorize(caller_arn, config.allowed_callers, request.scopes, config.allowed_scopes)
         try:
             return self.token_for(config, request)

@@ -210,3 +210,16 @@ def test_rejected_credentials_are_shared_with_every_container(lam: Lambda) -> No
     assert (first.status, first.error) == (502, "upstream_error")
     assert (other_container.status, other_container.error) == (503, "upstream_unavailable")
     assert lam.stack.token_endpoint.request_count == 1
+
+
+def test_a_rotation_after_rejected_credentials_is_used_within_a_second(lam: Lambda) -> None:
+    endpoint = lam.stack.token_endpoint
+    endpoint.clients.clear()  # the app's credentials are revoked upstream
+    assert lam.vend().status == 502  # secret re-read once: still the old credentials
+
+    lam.stack.add_app("demo", allowed_callers=["111122223333"], client_id="demo-client-v2")  # fixed
+    time.sleep(1.1)
+    answer = lam.vend()
+
+    assert answer.status == 200
+    assert [r.client_id for r in endpoint.received] == ["demo-client", "demo-client-v2"]
