@@ -80,12 +80,12 @@ class AppConfigStore:
     """Reads `${prefix}{app}` with an in-memory, time-limited cache and stale-if-error."""
 
     def __init__(self, client_factory: Callable[[], Any], prefix: str, max_age_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, cache: dict[str, Any] | None = None) -> None:
         self._client_factory = client_factory
         self._prefix = prefix
         self._max_age = max_age_seconds
         self._clock = clock
-        self._cache: dict[str, _Cached] = {}
+        self._cache: dict[str, _Cached] = {} if cache is None else cache  # may outlive this object
 
     def get(self, app: str, *, force_fetch: bool = False, max_age: float | None = None) -> AppConfig:
         """The app's configuration, from memory while younger than `max_age` (SECRET_CACHE_SECONDS)."""

@@ -8,6 +8,7 @@ them at a local moto server in tests and the demo.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -33,16 +34,29 @@ AWS_CLIENT_CONFIG = Config(
 # What a container's settings and AWS clients are built from.
 ENVIRONMENT = (*SETTING_VARIABLES, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS",
                "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_REGION", "AWS_DEFAULT_REGION")
+# Of those, the ones that say which tokens and apps there are: a change means another stack.
+STACK_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "TOKEN_URL", "TOKEN_TABLE_NAME",
+                     "TOKEN_KMS_KEY_ID", "SECRET_PREFIX")
 
 
-def _environment() -> tuple[str | None, ...]:
-    return tuple(map(os.environ.get, ENVIRONMENT))
+def _environment() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in ENVIRONMENT}
+
+
+@dataclass
+class Memory:
+    """What a container remembers between invocations: tokens, app configurations, cooldowns."""
+
+    tokens: MemoryCache = field(default_factory=lambda: MemoryCache(trust_seconds=0))
+    app_configs: dict[str, Any] = field(default_factory=dict)
+    cooldowns: Cooldowns = field(default_factory=Cooldowns)
 
 
 class Container:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, memory: Memory | None = None) -> None:
         self._settings = settings
         self.environment = _environment()
+        self.memory = memory or Memory()
 
     @cached_property
     def settings(self) -> Settings:
@@ -75,7 +89,7 @@ class Container:
     @cached_property
     def configs(self) -> AppConfigStore:
         return AppConfigStore(lambda: self.secretsmanager, self.settings.secret_prefix,
-                              self.settings.secret_cache_seconds)
+                              self.settings.secret_cache_seconds, cache=self.memory.app_configs)
 
     @cached_property
     def vendor(self) -> TokenVendor:
@@ -84,27 +98,35 @@ class Container:
             settings=settings,
             configs=self.configs,
             store=self.store,
-            memory=MemoryCache(settings.memory_trust_seconds),
+            memory=self._token_memory(settings.memory_trust_seconds),
             endpoint=TokenEndpoint(build_session(settings.token_max_retries), settings.token_url,
                                    settings.token_connect_timeout_seconds, settings.token_read_timeout_seconds,
                                    settings.max_token_lifetime_seconds),
-            cooldowns=Cooldowns(),
+            cooldowns=self.memory.cooldowns,
         )
+
+    def _token_memory(self, trust_seconds: float) -> MemoryCache:
+        self.memory.tokens.trust_seconds = trust_seconds
+        return self.memory.tokens
 
 
 _current = Container()
 
 
 # Lambda never changes a running container's environment (LAMBDA_TASK_ROOT marks one). Test
-# harnesses and benchmarks can, between invocations; settings and clients built from the old
-# environment would point at the wrong table or endpoint, so there a change starts a new container.
+# harnesses and benchmarks can, between invocations: then settings and clients are rebuilt, and
+# what the container remembers is kept unless the change points at another stack. (A test that
+# points one service at a closed port mid-test still sees stale-if-error and memory hits.)
 _ENVIRONMENT_CAN_CHANGE = "LAMBDA_TASK_ROOT" not in os.environ
 
 
 def current() -> Container:
     global _current
-    if _ENVIRONMENT_CAN_CHANGE and _current.environment != _environment():
-        _current = Container()
+    if _ENVIRONMENT_CAN_CHANGE:
+        environment = _environment()
+        if environment != _current.environment:
+            same_stack = all(environment[name] == _current.environment[name] for name in STACK_ENVIRONMENT)
+            _current = Container(memory=_current.memory if same_stack else None)
     return _current
 
 

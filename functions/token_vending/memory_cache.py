@@ -19,7 +19,7 @@ class _Entry:
 class MemoryCache:
     def __init__(self, trust_seconds: float, max_entries: int = 1024,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._trust_seconds = trust_seconds
+        self.trust_seconds = trust_seconds  # applies to entries put or renewed from now on
         self._max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[TokenKey, _Entry] = OrderedDict()
@@ -33,7 +33,7 @@ class MemoryCache:
         return entry.token, self._clock() < entry.trusted_until
 
     def put(self, key: TokenKey, token: CachedToken) -> None:
-        self._entries[key] = _Entry(token, self._clock() + self._trust_seconds)
+        self._entries[key] = _Entry(token, self._clock() + self.trust_seconds)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
@@ -41,7 +41,7 @@ class MemoryCache:
     def renew_trust(self, key: TokenKey) -> None:
         entry = self._entries.get(key)
         if entry:
-            entry.trusted_until = self._clock() + self._trust_seconds
+            entry.trusted_until = self._clock() + self.trust_seconds
 
     def drop(self, key: TokenKey, fingerprint: str | None = None) -> bool:
         """Drop the entry (only if it holds that token, when a fingerprint is given)."""

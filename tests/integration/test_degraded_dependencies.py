@@ -85,3 +85,31 @@ def test_moto_stopped_mid_test(lam: Lambda, settings_env, moto_down: LocalStack,
     assert recovered.body["access_token"] == before.body["access_token"]  # back from the table
     assert recovered.body["scope"] == SCOPES
     assert "using the copy in memory" in captured_logs()
+
+
+def test_secrets_manager_on_a_closed_port_mid_test_falls_back_to_the_copy_in_memory(
+        lam: Lambda, settings_env, monkeypatch: pytest.MonkeyPatch, captured_logs) -> None:  # type: ignore[no-untyped-def]
+    settings_env(SECRET_CACHE_SECONDS=0)
+    before = lam.vend()
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", closed_port_url())
+    same_key = lam.vend()
+    other_key = lam.vend(scope="cx.agent-calls")
+
+    assert same_key.status == 200 and same_key.body and before.body
+    assert same_key.body["access_token"] == before.body["access_token"]
+    assert other_key.status == 200
+    assert "using the copy in memory" in captured_logs()
+
+
+def test_dynamodb_on_a_closed_port_mid_test_keeps_memory_hits_and_still_vends(
+        lam: Lambda, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = lam.vend()
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", closed_port_url())
+    same_key = lam.vend()
+    other_key = lam.vend(scope="cx.agent-calls")
+
+    assert same_key.body and before.body and same_key.body["access_token"] == before.body["access_token"]
+    assert other_key.status == 200
+    assert lam.stack.token_endpoint.request_count == 2  # the first vend and the new scope, no refetch

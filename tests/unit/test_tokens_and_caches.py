@@ -442,3 +442,17 @@ def test_a_changed_environment_starts_a_new_container(monkeypatch: pytest.Monkey
 
     assert second is not first
     assert second.settings.min_ttl_seconds == 10
+
+
+def test_pointing_at_another_stack_forgets_what_the_container_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    from token_vending import container
+
+    monkeypatch.setenv("TOKEN_URL", "http://127.0.0.1:1/oauth/token")
+    first = container.current()
+    monkeypatch.setenv("MIN_TTL_SECONDS", "7")
+    retuned = container.current()
+    monkeypatch.setenv("TOKEN_URL", "http://127.0.0.1:2/oauth/token")
+    other_stack = container.current()
+
+    assert retuned is not first and retuned.memory is first.memory
+    assert other_stack.memory is not first.memory
