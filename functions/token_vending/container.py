@@ -53,14 +53,13 @@ class Memory:
 
 
 class Container:
-    def __init__(self, settings: Settings | None = None, memory: Memory | None = None) -> None:
-        self._settings = settings
+    def __init__(self, memory: Memory | None = None) -> None:
         self.environment = _environment()
         self.memory = memory or Memory()
 
     @cached_property
     def settings(self) -> Settings:
-        return self._settings or Settings.from_env()
+        return Settings.from_env()
 
     @cached_property
     def _boto_session(self) -> boto3.Session:
@@ -130,8 +129,8 @@ def current() -> Container:
     return _current
 
 
-def start_new_container(settings: Settings | None = None) -> Container:
+def start_new_container() -> Container:
     """Forget everything this container holds, as a fresh Lambda container would (tests, benchmarks)."""
     global _current
-    _current = Container(settings)
+    _current = Container()
     return _current

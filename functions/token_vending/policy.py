@@ -38,6 +38,11 @@ def authorize(caller_arn: str | None, allowed_callers: Iterable[str], scopes: It
         raise AccessDenied("no IAM caller identity in the request")
     if not any(caller_matches(caller_arn, entry) for entry in allowed_callers):
         raise AccessDenied()
+    check_scopes(scopes, allowed_scopes)
+
+
+def check_scopes(scopes: Iterable[str], allowed_scopes: frozenset[str]) -> None:
+    """Raise InvalidScope unless every scope is allowed."""
     denied = [scope for scope in scopes if scope not in allowed_scopes]
     if denied:
         raise InvalidScope(f"scope not allowed for this application: {' '.join(denied)}")

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .app_config import AppConfig
-from .errors import ConfigurationError, InvalidRequest, StoreUnavailable, UnknownApp, VendingError
+from .errors import ConfigurationError, InvalidRequest, InvalidScope, StoreUnavailable, UnknownApp, VendingError
 from .observability import logger, record_degraded, record_prewarm, tracer
+from .policy import check_scopes
 from .request_input import TokenRequest, parse_token_request
 from .tokens import TokenKey
 
@@ -226,10 +227,11 @@ class _Run:
         key = TokenKey(request.app, request.scope, config.credential_id)
         if key in self._expiries:
             return  # cached: the refresh pass has looked after it
-        denied = [scope for scope in request.scopes if scope not in config.allowed_scopes]
-        if denied:
+        try:
+            check_scopes(request.scopes, config.allowed_scopes)
+        except InvalidScope as error:
             logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
-                                                            "problem": "scope not allowed for this application"})
+                                                            "problem": error.description})
             self._summary.count("skipped", "scope_not_allowed")
             return
         self._fetch(config, request, key, "minted", min_ttl=None)

@@ -61,14 +61,14 @@ class TokenVendor:
             # The credentials may have just rotated: read the secret once more, past the memory cache.
             fresh = self._configs.get(request.app, force_fetch=True)
             if fresh.credential_id == config.credential_id:
-                self._remember_failure(config, self._settings.invalid_client_cooldown_seconds, REJECTED)
+                self._remember_rejection(config)
                 raise
             logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
             authorize(caller_arn, fresh.allowed_callers, request.scopes, fresh.allowed_scopes)
             try:
                 return self.token_for(fresh, request)
             except CredentialsRejected:
-                self._remember_failure(fresh, self._settings.invalid_client_cooldown_seconds, REJECTED)
+                self._remember_rejection(fresh)
                 raise
 
     def invalidate(self, request: TokenRequest, caller_arn: str | None, token_fingerprint: str) -> bool:
@@ -213,6 +213,9 @@ class TokenVendor:
             until, reason = held
             self._cooldowns.remember(config.app, config.version_id, until - self._clock(), reason)
             self._cooldowns.check(config.app, config.version_id)
+
+    def _remember_rejection(self, config: AppConfig) -> None:
+        self._remember_failure(config, self._settings.invalid_client_cooldown_seconds, REJECTED)
 
     def _remember_failure(self, config: AppConfig, seconds: float, reason: str) -> None:
         self._cooldowns.remember(config.app, config.version_id, seconds, reason)
