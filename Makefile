@@ -1,4 +1,5 @@
-# New users: `make demo` and `make test` need nothing but Python 3.11+.
+# `make` alone prints the targets; `make demo` and `make test` need nothing but Python 3.11+.
+# Every target documents itself with a `## ...` comment on its line: that is what `make help` prints.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,12 @@ SAM := $(SAM_VENV)/bin/sam
 SCAN_VENV := .venv-scan
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint unit integration validate scan build serve bench tokens clean
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint unit integration validate scan build serve bench tokens clean
+
+help: ## this list
+	@echo "Sangoma CX token vending: make TARGET"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 14
 
 $(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,52 +33,48 @@ $(SCAN_VENV)/.installed: pyproject.toml
 	$(SCAN_VENV)/bin/pip install $(PIP_FLAGS) ".[scan]"
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed ## vend one token through the real handler against an embedded local stack
 	$(PY) -m devstack.demo
 
-test: lint validate scan
+test: lint validate scan ## everything CI runs: lint, validate, scan, then every test
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed ## ruff and mypy --strict
 	$(VENV)/bin/ruff check functions devstack tests tools layers bench
 	$(VENV)/bin/mypy
 
-validate: $(VENV)/.installed $(SAM_VENV)/.installed
+validate: $(VENV)/.installed $(SAM_VENV)/.installed ## sam validate --lint and cfn-lint on template.yaml
 	$(SAM) validate --lint --region us-east-1
 	$(VENV)/bin/cfn-lint template.yaml
 
-# Template security scan: checkov, and cfn-lint with the serverless rules. Every
-# finding left is explained by a suppression comment in template.yaml.
-scan: $(VENV)/.installed $(SCAN_VENV)/.installed
+# Every finding left is explained by a suppression comment in template.yaml.
+scan: $(VENV)/.installed $(SCAN_VENV)/.installed ## template security scan: checkov, cfn-lint serverless rules
 	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
 
-# Cached tokens, soonest expiry first (never the token): `make tokens TABLE=name` against
-# AWS (or $TOKEN_TABLE_NAME), `make tokens LOCAL=1` against `make serve`'s local stack.
-tokens: $(VENV)/.installed
-	PYTHONPATH=functions $(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(LOCAL),--local)
-
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed ## the unit tests alone
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.installed
+integration: $(VENV)/.installed ## the integration tests alone (local stack on 127.0.0.1)
 	$(PY) -m pytest tests/integration
 
-# The local stack and a SigV4 gateway standing in for API Gateway, until Ctrl-C.
+# Cached tokens, soonest expiry first (never the token).
+tokens: $(VENV)/.installed ## cached tokens: TABLE=name (AWS) or LOCAL=1 (make serve's stack)
+	PYTHONPATH=functions $(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(LOCAL),--local)
+
 # Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
 GATEWAY_PORT ?= 8710
 MOTO_PORT ?= 8711
 TOKEN_STUB_PORT ?= 8712
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl-C (ports: GATEWAY_PORT ...)
 	$(PY) -m devstack.serve --gateway-port $(GATEWAY_PORT) --moto-port $(MOTO_PORT) --token-port $(TOKEN_STUB_PORT)
 
-build: $(SAM_VENV)/.installed
+build: $(SAM_VENV)/.installed ## sam build: the function and layers into .aws-sam/build
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
 
-# Issue 6's six figures on the embedded local stack, one table (a few minutes). Sizes
-# come from `sam build`, so it builds first.
-bench: $(VENV)/.installed build
+# Sizes come from `sam build`, so it builds first.
+bench: $(VENV)/.installed build ## the performance figures, printed as one table (a few minutes)
 	$(PY) -m bench
 
-clean:
+clean: ## remove build output and tool caches (not the virtualenvs)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
