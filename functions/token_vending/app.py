@@ -1,57 +1,76 @@
 """Lambda entry: routes API Gateway and EventBridge events and maps errors to HTTP answers.
 
-The work happens in vending.py (tokens) and prewarm.py (the schedule).
+The work happens in vending.py (tokens) and prewarm.py (the schedule). Every
+answer of the token routes, refusals included, leaves one audit record: the
+caller, the app, the scope, the outcome (`ok` or the error code) and, for a
+token, its fingerprint. It travels in the invocation's one EMF line
+(observability.py) with the invocation's metrics.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import re
+from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from . import container, prewarm
+from . import container
 from .errors import ConfigurationError, InvalidRequest, VendingError
-from .observability import logger, metrics, record_invalidation, record_vend, tracer
-from .request_input import parse_fingerprint, parse_token_request
+from .observability import (
+    audit_record,
+    logger,
+    record_invalidation,
+    record_vend,
+    start_invocation,
+    tracer,
+    write_invocation_line,
+)
+from .request_input import APP_NAME_RULE, parse_fingerprint, parse_token_request
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1: token answers are never cached
+TOKEN_PATH = re.compile(r"^(?:/v1)?/apps/(?P<app>.*)/token$")
+AUDITED_ROUTES = {"GET": "vend", "DELETE": "report"}
+MAX_AUDITED_INPUT = 256  # what a caller sent is audited as sent, up to this many characters
 
 api = APIGatewayRestResolver(strip_prefixes=["/v1"])  # the stage, should a path carry it
 
-
-def _scope_values() -> list[str]:
-    event = api.current_event
-    return list(event.multi_value_query_string_parameters.get("scope") or []) or \
-        [value for value in [event.query_string_parameters.get("scope")] if value is not None]
+# What the answer being built adds to its audit record (outcome, status, normalized scope, token).
+_answer: ContextVar[dict[str, Any]] = ContextVar("answer")
 
 
-def _caller_arn() -> str | None:
+def _scope_values(event: dict[str, Any]) -> list[str]:
+    multi = (event.get("multiValueQueryStringParameters") or {}).get("scope")
+    if multi:
+        return list(multi)
+    single = (event.get("queryStringParameters") or {}).get("scope")
+    return [single] if single is not None else []
+
+
+def _caller_arn(event: dict[str, Any]) -> str | None:
     """The IAM identity API Gateway authenticated; absent pieces mean no identity (403), not a crash."""
-    context = api.current_event.raw_event.get("requestContext") or {}
+    context = event.get("requestContext") or {}
     user_arn = (context.get("identity") or {}).get("userArn")
     return user_arn if isinstance(user_arn, str) and user_arn else None
 
 
 @api.get("/apps/<app>/token")
 def get_token(app: str) -> Response[str]:
-    request = parse_token_request(app, _scope_values())
-    caller = _caller_arn()
-    vended = container.current().vendor.vend(request, caller)
+    event = api.current_event.raw_event
+    request = parse_token_request(app, _scope_values(event))
+    vended = container.current().vendor.vend(request, _caller_arn(event))
     token = vended.token
     record_vend("ok", vended.source)
-    logger.info("vend", extra={"audit": True, "caller": caller, "app": request.app, "scope": request.scope,
-                               "source": vended.source, "fingerprint": token.fingerprint,
-                               "expires_at": token.expires_at_rfc3339})
+    _answer.get().update(outcome="ok", status=200, app=request.app, scope=request.scope, source=vended.source,
+                         fingerprint=token.fingerprint, expires_at=token.expires_at_rfc3339)
     body = {
         "access_token": token.access_token,
         "token_type": token.token_type,
         "scope": request.scope,
-        "expires_in": max(0, round(token.seconds_left(time.time()))),  # a fresh token shows the endpoint's figure
+        "expires_in": vended.expires_in,
         "expires_at": token.expires_at_rfc3339,
         "fingerprint": token.fingerprint,
     }
@@ -60,14 +79,13 @@ def get_token(app: str) -> Response[str]:
 
 @api.delete("/apps/<app>/token")
 def report_rejected_token(app: str) -> Response[str]:
-    request = parse_token_request(app, _scope_values())
-    token_fingerprint = parse_fingerprint(api.current_event.query_string_parameters.get("fingerprint"))
-    caller = _caller_arn()
-    dropped = container.current().vendor.invalidate(request, caller, token_fingerprint)
-    logger.info("token reported rejected", extra={"audit": True, "caller": caller, "app": request.app,
-                                                  "scope": request.scope, "fingerprint": token_fingerprint,
-                                                  "dropped": dropped})
+    event = api.current_event.raw_event
+    request = parse_token_request(app, _scope_values(event))
+    token_fingerprint = parse_fingerprint((event.get("queryStringParameters") or {}).get("fingerprint"))
+    dropped = container.current().vendor.invalidate(request, _caller_arn(event), token_fingerprint)
     record_invalidation(dropped)
+    _answer.get().update(outcome="ok", status=204, app=request.app, scope=request.scope,
+                         fingerprint=token_fingerprint, dropped=dropped)
     return Response(status_code=204, body="", headers=NO_STORE)
 
 
@@ -76,13 +94,13 @@ def not_found(_: NotFoundError) -> Response[str]:
     path = api.current_event.path or ""
     if api.current_event.http_method in ("GET", "DELETE") and path.startswith("/apps/") and path.endswith("/token"):
         # Only an app name the route pattern cannot even hold ends up here.
-        return _error_response(InvalidRequest("app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"))
+        return _error_response(InvalidRequest(APP_NAME_RULE))
     return _error_response(VendingError("no such route"), status=404, code="not_found")
 
 
 @api.exception_handler(VendingError)
 def vending_error(error: VendingError) -> Response[str]:
-    if isinstance(error, ConfigurationError):
+    if isinstance(error, ConfigurationError) and error.app is not None:  # the function's own logs once itself
         logger.error("application secret is misconfigured", extra={"app": error.app, "problem": error.detail})
     return _error_response(error)
 
@@ -95,26 +113,57 @@ def unexpected_error(error: Exception) -> Response[str]:
 
 def _error_response(error: VendingError, status: int | None = None, code: str | None = None) -> Response[str]:
     code = code or error.code
+    status = status or error.status
     record_vend(code)
+    _answer.get().update(outcome=code, status=status)
     headers = dict(NO_STORE)
     if error.retry_after:
         headers["Retry-After"] = str(error.retry_after)
     body = {"error": code, "error_description": error.description}
-    return Response(status_code=status or error.status, content_type="application/json", body=json.dumps(body),
-                    headers=headers)
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers)
 
 
 def _is_scheduled(event: dict[str, Any]) -> bool:
     return event.get("source") == "aws.events" or "prewarm" in event
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if _is_scheduled(event):
-        return prewarm.run(event, container.current(), getattr(context, "get_remaining_time_in_millis", None))
-    return _with_single_value_headers(api.resolve(event, context))
+    request_context = event.get("requestContext") or {}
+    start_invocation(getattr(context, "aws_request_id", None), request_context.get("requestId"))
+    audited = _audited_route(event)
+    answer: dict[str, Any] = {}
+    _answer.set(answer)
+    try:
+        if _is_scheduled(event):
+            from . import prewarm  # only scheduled runs need it
+
+            return prewarm.run(event, container.current(), getattr(context, "get_remaining_time_in_millis", None))
+        return _with_single_value_headers(api.resolve(event, context))
+    finally:
+        write_invocation_line(_audit(event, audited, answer) if audited else None)
+
+
+def _audited_route(event: dict[str, Any]) -> str | None:
+    """`vend` or `report` for a request to the token resource, else None."""
+    route = AUDITED_ROUTES.get(event.get("httpMethod") or "")
+    return route if route and TOKEN_PATH.match(event.get("path") or "") else None
+
+
+def _audit(event: dict[str, Any], route: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """The audit record: the request as sent, overlaid with what the answer established."""
+    raw_app = (event.get("pathParameters") or {}).get("app")
+    if raw_app is None and (match := TOKEN_PATH.match(event.get("path") or "")):
+        raw_app = match.group("app")
+    fields: dict[str, Any] = {
+        "caller": _caller_arn(event),
+        "app": str(raw_app)[:MAX_AUDITED_INPUT] if raw_app is not None else None,
+        "scope": " ".join(_scope_values(event))[:MAX_AUDITED_INPUT],
+    }
+    if route == "report":
+        fields["fingerprint"] = str((event.get("queryStringParameters") or {}).get("fingerprint"))[:MAX_AUDITED_INPUT]
+    fields.update(answer)
+    return audit_record(route, fields.pop("outcome", "internal_error"), fields.pop("status", 500), fields)
 
 
 def _with_single_value_headers(response: dict[str, Any]) -> dict[str, Any]:

@@ -1,40 +1,158 @@
-"""Logger, Tracer and Metrics, created once for the whole function.
+"""Logging, tracing and metrics, set up once for the whole function.
 
 Nothing here ever receives a token or a secret: callers pass fingerprints.
 
-Metrics are CloudWatch EMF lines (no PutMetricData call, so no IAM permission),
-in one namespace with the one dimension `service`. An outcome or kind is part
-of the metric name (`Vend_ok`, `CacheTier_memory`, `UpstreamErrors_http_503`) so
-every series can be alarmed on and graphed by name; totals sit beside them
-(`UpstreamErrors`) for the alarms. template.yaml's alarms and dashboard use
-these names: keep the two in step.
+- `logger`: Powertools' JSON Logger, for everything that is not on the warm path.
+- `tracer`: Powertools' Tracer when detailed tracing is on (`POWERTOOLS_TRACE_DISABLED=false`,
+  the template's DetailedTracing parameter); otherwise a stand-in whose decorators do nothing,
+  because creating a Tracer imports the X-Ray SDK (100-150 ms of a cold start) even when disabled.
+  Lambda's own `Tracing: Active` segments need neither.
+- Metrics and the audit record: each invocation writes one CloudWatch EMF line holding its metrics
+  and, for an API answer, the audit record (caller, app, scope, outcome, fingerprint) as plain
+  properties. Written by hand rather than through Powertools Metrics, whose per-invocation flush
+  and the Logger's formatter cost more than the whole rest of a warm vend; the line is the EMF
+  format CloudWatch documents (namespace, the one dimension `service`, metric names and units).
+
+Metric names carry the outcome or kind (`Vend_ok`, `CacheTier_memory`, `UpstreamErrors_http_503`) so
+every series can be alarmed on and graphed by name; totals sit beside them (`UpstreamErrors`).
+template.yaml's alarms and dashboard use these names: keep the two in step.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar, cast
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.logging.logger import Logger
 
 SERVICE = "token-vending"
 NAMESPACE = "SangomaTokenVending"
+# At DEBUG, botocore logs request and response bodies (a secret's value, KMS plaintexts) and urllib3
+# logs requests: these loggers stay at WARNING whatever the root logger's level.
+QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "requests", "s3transfer")
+for _name in QUIET_LIBRARIES:
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 
 def _json_message(text: Any) -> Any:
     # Powertools tries json.loads on every str message; a plain message would raise and be caught each time.
     return json.loads(text) if isinstance(text, str) and text[:1] in "{[" else text
 
 
-# Tracer logs every exception a traced method raises, with its traceback, at ERROR. Ours are
-# expected outcomes (an upstream 503, a degraded cache) that the code logs as one warning line.
-logging.getLogger("aws_lambda_powertools.tracing.tracer").setLevel(logging.CRITICAL)
-
 logger = Logger(service=SERVICE, json_deserializer=_json_message)
-tracer = Tracer(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _TracerApi(Protocol):
+    def capture_method(self, method: Any = None, **options: Any) -> Callable[[F], F]: ...
+
+    def capture_lambda_handler(self, lambda_handler: Any = None, **options: Any) -> Callable[[F], F]: ...
+
+
+class _NoTracer:
+    """Tracer's decorators, doing nothing (detailed tracing off)."""
+
+    def capture_method(self, method: Any = None, **options: Any) -> Callable[[F], F]:
+        return _unchanged
+
+    def capture_lambda_handler(self, lambda_handler: Any = None, **options: Any) -> Callable[[F], F]:
+        return _unchanged
+
+
+def _unchanged(function: F) -> F:
+    return function
+
+
+def detailed_tracing() -> bool:
+    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("false", "0")
+
+
+def _tracer() -> _TracerApi:
+    if not detailed_tracing():
+        return _NoTracer()
+    from aws_lambda_powertools.tracing.tracer import Tracer
+
+    # Tracer logs every exception a traced method raises, with its traceback, at ERROR. Ours are
+    # expected outcomes (an upstream 503, a degraded cache) that the code logs as one warning line.
+    logging.getLogger("aws_lambda_powertools.tracing.tracer").setLevel(logging.CRITICAL)
+    return cast(_TracerApi, Tracer(service=SERVICE))
+
+
+tracer = _tracer()
+
+
+# -- the invocation's metrics -------------------------------------------------------------------
+
+COUNT, MILLISECONDS, SECONDS = "Count", "Milliseconds", "Seconds"
+
+_lock = threading.Lock()  # Lambda runs one invocation at a time; tests and local tools use threads
+_values: dict[str, Any] = {}  # name -> summed count, or the list of values for other units
+_units: dict[str, str] = {}
+
+
+def add_metric(name: str, unit: str, value: float) -> None:
+    with _lock:
+        if unit == COUNT:
+            _values[name] = _values.get(name, 0) + value
+        else:
+            _values.setdefault(name, []).append(value)
+        _units[name] = unit
+
+
+def take_metrics() -> dict[str, Any]:
+    """The metrics added since the last line was written (and forget them)."""
+    global _values, _units
+    with _lock:
+        taken, units = _values, _units
+        _values, _units = {}, {}
+    return {name: (value[0] if isinstance(value, list) and len(value) == 1 else value, units[name])
+            for name, value in taken.items()}
+
+
+def write_invocation_line(properties: Mapping[str, Any] | None = None) -> None:
+    """The invocation's one EMF line: its metrics, plus `properties` (the audit record) when given."""
+    metrics = take_metrics()
+    if not metrics and not properties:
+        return
+    now_ms = int(time.time() * 1000)
+    record: dict[str, Any] = {
+        "_aws": {"Timestamp": now_ms, "CloudWatchMetrics": [{
+            "Namespace": NAMESPACE, "Dimensions": [["service"]],
+            "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in metrics.items()]}]},
+        "service": SERVICE,
+    }
+    record.update((name, value) for name, (value, _) in metrics.items())
+    if properties:
+        record.update(properties)
+    sys.stdout.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+
+
+def start_invocation(request_id: str | None, correlation_id: str | None) -> None:
+    """Tag this invocation's log lines with its ids (what Logger.inject_lambda_context would do, at
+    a fraction of its cost: it runs a JMESPath search and rebuilds the context on every call)."""
+    logger.append_keys(function_request_id=request_id, correlation_id=correlation_id)
+
+
+def audit_record(route: str, outcome: str, status: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The audit properties of an API answer (route `vend` or `report`)."""
+    return {
+        "level": "INFO", "message": route,
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "correlation_id": logger.get_correlation_id(),
+        "function_request_id": logger.get_current_keys().get("function_request_id"),
+        "audit": route, "outcome": outcome, "status": status, **fields,
+    }
+
+
+# -- what the function records ------------------------------------------------------------------
 
 # Pre-warm outcomes and the metric each is counted in.
 PREWARM_METRICS = {"refreshed": "PrewarmRefreshed", "minted": "PrewarmMinted", "skipped": "PrewarmSkipped",
@@ -43,43 +161,57 @@ PREWARM_METRICS = {"refreshed": "PrewarmRefreshed", "minted": "PrewarmMinted", "
 
 def record_degraded(dependency: str) -> None:
     """A backing service failed and the vend went on without it."""
-    metrics.add_metric(name=f"Degraded_{dependency}", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="DegradedDependency", unit=MetricUnit.Count, value=1)
+    add_metric(f"Degraded_{dependency}", COUNT, 1)
+    add_metric("DegradedDependency", COUNT, 1)
+
+
+def record_store_degraded(dependency: str, reason: str) -> None:
+    """The shared cache (DynamoDB or KMS) failed and the work goes on without it."""
+    record_degraded(dependency)
+    logger.warning("shared cache unavailable, going on without it", extra={"dependency": dependency, "reason": reason})
 
 
 def record_vend(outcome: str, tier: str | None = None) -> None:
     """One API answer: `outcome` is `ok` or the error code; `tier` where the token came from."""
-    metrics.add_metric(name=f"Vend_{outcome}", unit=MetricUnit.Count, value=1)
+    add_metric(f"Vend_{outcome}", COUNT, 1)
     if tier:
-        metrics.add_metric(name=f"CacheTier_{tier}", unit=MetricUnit.Count, value=1)
+        add_metric(f"CacheTier_{tier}", COUNT, 1)
 
 
 def record_upstream(outcome: str, latency_ms: float | None = None) -> None:
     """One request to the token endpoint: `ok`, or the error kind (`unreachable`, `http_503`, `unusable`...)."""
-    metrics.add_metric(name="UpstreamRequests", unit=MetricUnit.Count, value=1)
+    add_metric("UpstreamRequests", COUNT, 1)
     if outcome != "ok":
-        metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name=f"UpstreamErrors_{outcome}", unit=MetricUnit.Count, value=1)
+        add_metric("UpstreamErrors", COUNT, 1)
+        add_metric(f"UpstreamErrors_{outcome}", COUNT, 1)
     if latency_ms is not None:
-        metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+        add_metric("UpstreamLatency", MILLISECONDS, latency_ms)
+
+
+def record_mint_limit_reached() -> None:
+    add_metric("MintLimitReached", COUNT, 1)
 
 
 def record_single_flight_wait() -> None:
-    metrics.add_metric(name="SingleFlightWaits", unit=MetricUnit.Count, value=1)
+    add_metric("SingleFlightWaits", COUNT, 1)
+
+
+def record_unsealable_entry() -> None:
+    """A table entry whose seal or metadata did not check out (edited, or written by an older version)."""
+    add_metric("UnsealableEntries", COUNT, 1)
 
 
 def record_invalidation(dropped: bool) -> None:
-    metrics.add_metric(name="InvalidationReports", unit=MetricUnit.Count, value=1)
+    add_metric("InvalidationReports", COUNT, 1)
     if dropped:
-        metrics.add_metric(name="InvalidationsApplied", unit=MetricUnit.Count, value=1)
+        add_metric("InvalidationsApplied", COUNT, 1)
 
 
 def record_prewarm(counts: Mapping[str, int], soonest_expiry_seconds: float | None, cached_tokens: int) -> None:
     """One scheduled run. Zeros are emitted too, so graphs and alarms see every run."""
     for outcome, name in PREWARM_METRICS.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts.get(outcome, 0))
-    metrics.add_metric(name="CachedTokens", unit=MetricUnit.Count, value=cached_tokens)
+        add_metric(name, COUNT, counts.get(outcome, 0))
+    add_metric("CachedTokens", COUNT, cached_tokens)
     if soonest_expiry_seconds is not None:
         # The dashboard's "soonest token expiry": what the next caller of the worst key would face.
-        metrics.add_metric(name="SoonestTokenExpiry", unit=MetricUnit.Seconds,
-                           value=max(0.0, round(soonest_expiry_seconds)))
+        add_metric("SoonestTokenExpiry", SECONDS, max(0.0, round(soonest_expiry_seconds)))

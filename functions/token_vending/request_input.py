@@ -14,6 +14,7 @@ from .errors import InvalidRequest
 # The app name becomes part of a secret name: this pattern is what keeps a
 # caller from naming any other secret.
 APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+APP_NAME_RULE = "app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,256}")
 MAX_SCOPES = 32
@@ -33,7 +34,7 @@ class TokenRequest:
 
 def parse_app(name: str | None) -> str:
     if not name or not APP_NAME.fullmatch(name):
-        raise InvalidRequest("app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+        raise InvalidRequest(APP_NAME_RULE)
     return name
 
 

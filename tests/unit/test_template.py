@@ -193,8 +193,7 @@ def _emittable_metric_names() -> set[str]:
     """Every metric name the function's code emits, from calling its record_* helpers."""
     from token_vending import errors, observability
 
-    metrics = observability.metrics
-    metrics.clear_metrics()
+    observability.take_metrics()
     codes = {cls.code for cls in vars(errors).values()
              if isinstance(cls, type) and issubclass(cls, errors.VendingError)}
     for outcome in {"ok", "not_found", *codes}:
@@ -207,9 +206,9 @@ def _emittable_metric_names() -> set[str]:
         observability.record_degraded(dependency)
     observability.record_single_flight_wait()
     observability.record_prewarm({}, 86_400.0, 1)
-    names = set(metrics.metric_set)
-    metrics.clear_metrics()
-    return names
+    observability.record_mint_limit_reached()
+    observability.record_unsealable_entry()
+    return set(observability.take_metrics())
 
 
 def test_dashboard_and_alarms_use_only_metrics_the_function_emits(resources: dict[str, Any]) -> None:
