@@ -24,13 +24,15 @@ DEFAULT_EXPIRES_IN = 24_304_413
 
 @dataclass
 class Reply:
-    """One scripted answer. `body` may be a dict (sent as JSON) or raw text; `reset` drops the connection."""
+    """One scripted answer. `body` may be a dict (sent as JSON) or raw text; `reset` drops the connection;
+    `drip` sends the body one byte at a time, that many seconds apart."""
 
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     reset: bool = False
+    drip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,15 @@ class StubTokenEndpoint:
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                if not reply.drip:
+                    self.wfile.write(payload)
+                    return
+                try:
+                    for byte in payload:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(reply.drip)
+                except OSError:  # the client gave up: what a dripping server is for
+                    self.close_connection = True
 
         return Handler

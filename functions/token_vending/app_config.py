@@ -1,9 +1,10 @@
 """Each app's client credentials and access policy, read from Secrets Manager.
 
 Written by hand rather than with Powertools' SecretsProvider because the vend
-needs two things it does not give: the secret's VersionId (a new version
-clears remembered failures) and stale-if-error (keep the last good copy while
-Secrets Manager is down).
+needs what it does not give: the secret's VersionId (a new version clears
+remembered failures), bounded stale-if-error (keep the last good copy while
+Secrets Manager is down, for SECRET_MAX_STALE_SECONDS), and a short memory of
+apps that do not exist (so a flood of requests for them costs one call).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +25,8 @@ from .observability import logger, record_degraded
 
 NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
 REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
+UNKNOWN_APP_SECONDS = 30  # how long this container remembers that an app has no secret
+MAX_REMEMBERED_UNKNOWN_APPS = 1024  # made-up app names must not grow memory without bound
 
 
 @dataclass(frozen=True)
@@ -33,16 +37,30 @@ class AppConfig:
     allowed_scopes: frozenset[str]
     allowed_callers: tuple[str, ...]
     version_id: str
+    token_url: str = ""  # the endpoint these credentials are used with
 
     @cached_property  # needed on every vend; the config object lives for SECRET_CACHE_SECONDS
     def credential_id(self) -> str:
-        """Short, one-way name of the client credentials: tokens are cached per credentials,
-        so a rotation stops old tokens being served while a policy-only change keeps them."""
-        digest = hashlib.sha256(f"sangoma-credential\0{self.client_id}\0{self.client_secret}".encode())
+        """Short, one-way name of the client credentials and the endpoint they are used with: tokens
+        are cached per credentials, so a rotation (or a new TOKEN_URL, sandbox to production) stops
+        old tokens being served, while a policy-only change keeps them."""
+        digest = hashlib.sha256(
+            f"sangoma-credential\0{self.token_url}\0{self.client_id}\0{self.client_secret}".encode())
         return digest.hexdigest()[:16]
 
 
-def parse_app_config(app: str, secret_string: str | None, version_id: str) -> AppConfig:
+def basic_auth_problem(name: str, value: str) -> str | None:
+    """Why `value` cannot be one half of an HTTP Basic credential (RFC 7617), naming only the field."""
+    try:
+        value.encode("latin-1")  # what requests (and most servers) use for Basic auth
+    except UnicodeEncodeError:
+        return f"{name} cannot be sent with Basic auth"
+    if name == "client_id" and ":" in value:
+        return "client_id cannot be sent with Basic auth (it holds a colon)"
+    return None
+
+
+def parse_app_config(app: str, secret_string: str | None, version_id: str, token_url: str = "") -> AppConfig:
     """Validate a secret's JSON. Problems name the field, never its value."""
     try:
         data: Any = json.loads(secret_string or "")
@@ -53,6 +71,9 @@ def parse_app_config(app: str, secret_string: str | None, version_id: str) -> Ap
     for name in ("client_id", "client_secret"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise ConfigurationError(app, f"secret lacks a non-empty string {name}")
+        problem = basic_auth_problem(name, data[name])
+        if problem:
+            raise ConfigurationError(app, problem)
 
     def string_list(name: str) -> list[str]:
         value = data.get(name) or []
@@ -67,6 +88,7 @@ def parse_app_config(app: str, secret_string: str | None, version_id: str) -> Ap
         allowed_scopes=frozenset(string_list("allowed_scopes")),
         allowed_callers=tuple(string_list("allowed_callers")),
         version_id=version_id,
+        token_url=token_url,
     )
 
 
@@ -77,15 +99,21 @@ class _Cached:
 
 
 class AppConfigStore:
-    """Reads `${prefix}{app}` with an in-memory, time-limited cache and stale-if-error."""
+    """Reads `${prefix}{app}` with an in-memory, time-limited cache and bounded stale-if-error."""
 
     def __init__(self, client_factory: Callable[[], Any], prefix: str, max_age_seconds: float,
-                 clock: Callable[[], float] = time.monotonic, cache: dict[str, Any] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, cache: dict[str, Any] | None = None, *,
+                 token_url: str = "", max_stale_seconds: float = 3600,
+                 unknown: OrderedDict[str, float] | None = None) -> None:
         self._client_factory = client_factory
         self._prefix = prefix
         self._max_age = max_age_seconds
+        self._max_stale = max_stale_seconds
+        self._token_url = token_url
         self._clock = clock
         self._cache: dict[str, _Cached] = {} if cache is None else cache  # may outlive this object
+        # app -> until when it is known not to exist (may outlive this object too)
+        self._unknown: OrderedDict[str, float] = OrderedDict() if unknown is None else unknown
 
     def get(self, app: str, *, force_fetch: bool = False, max_age: float | None = None) -> AppConfig:
         """The app's configuration, from memory while younger than `max_age` (SECRET_CACHE_SECONDS)."""
@@ -93,27 +121,43 @@ class AppConfigStore:
         max_age = self._max_age if max_age is None else min(max_age, self._max_age)
         if cached and not force_fetch and self._clock() - cached.fetched_at < max_age:
             return cached.config
+        if not force_fetch and self._unknown.get(app, 0.0) > self._clock():
+            raise UnknownApp()
         try:
             answer = self._client_factory().get_secret_value(SecretId=self._prefix + app)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in NOT_FOUND_CODES:
                 self._cache.pop(app, None)
+                self._remember_unknown(app)
                 raise UnknownApp() from None
             if code in REFUSED_CODES:
                 raise ConfigurationError(app, f"secrets manager refused to return the secret: {code}") from None
             return self._stale_or_raise(app, cached, code)
         except BotoCoreError as error:
             return self._stale_or_raise(app, cached, type(error).__name__)
-        config = parse_app_config(app, answer.get("SecretString"), answer.get("VersionId", ""))
+        config = parse_app_config(app, answer.get("SecretString"), answer.get("VersionId", ""), self._token_url)
         self._cache[app] = _Cached(config, self._clock())
+        self._unknown.pop(app, None)
         return config
+
+    def _remember_unknown(self, app: str) -> None:
+        self._unknown[app] = self._clock() + UNKNOWN_APP_SECONDS
+        self._unknown.move_to_end(app)
+        while len(self._unknown) > MAX_REMEMBERED_UNKNOWN_APPS:
+            self._unknown.popitem(last=False)
 
     def _stale_or_raise(self, app: str, cached: _Cached | None, reason: str) -> AppConfig:
         record_degraded("secretsmanager")
         if cached is None:
             logger.warning("secrets manager unavailable, no copy in memory", extra={"app": app, "reason": reason})
             raise DependencyUnavailable("the application's configuration cannot be read now", retry_after=5)
+        age = self._clock() - cached.fetched_at
+        if age > self._max_stale:
+            # The policy may have removed this caller since: do not honour a copy this old.
+            logger.warning("secrets manager unavailable, the copy in memory is too old to use",
+                           extra={"app": app, "reason": reason, "age_seconds": int(age)})
+            raise DependencyUnavailable("the application's configuration cannot be read now", retry_after=5)
         logger.warning("secrets manager unavailable, using the copy in memory",
-                       extra={"app": app, "reason": reason, "age_seconds": int(self._clock() - cached.fetched_at)})
+                       extra={"app": app, "reason": reason, "age_seconds": int(age)})
         return cached.config

@@ -8,19 +8,21 @@ them at a local moto server in tests and the demo.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 from .app_config import AppConfigStore
 from .cooldowns import Cooldowns
 from .memory_cache import MemoryCache
 from .settings import SETTING_VARIABLES, Settings
-from .token_endpoint import TokenEndpoint, build_session
-from .token_store import TokenStore
+from .token_endpoint import TokenEndpoint
+from .token_store import Cooldown, TokenStore
+from .upstream_guard import UpstreamGuard
 from .vending import TokenVendor
 
 # Standard retry mode and short timeouts: every call must fit well inside API Gateway's 29 s.
@@ -45,11 +47,14 @@ def _environment() -> dict[str, str | None]:
 
 @dataclass
 class Memory:
-    """What a container remembers between invocations: tokens, app configurations, cooldowns."""
+    """What a container remembers between invocations: tokens, app configurations (and apps that do
+    not exist), remembered failures."""
 
     tokens: MemoryCache = field(default_factory=lambda: MemoryCache(trust_seconds=0))
     app_configs: dict[str, Any] = field(default_factory=dict)
+    unknown_apps: OrderedDict[str, float] = field(default_factory=OrderedDict)
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
+    failure_streaks: dict[str, Cooldown] = field(default_factory=dict)
 
 
 class Container:
@@ -62,11 +67,12 @@ class Container:
         return Settings.from_env()
 
     @cached_property
-    def _boto_session(self) -> boto3.Session:
-        return boto3.Session()
+    def _botocore_session(self) -> botocore.session.Session:
+        # botocore directly: boto3's Session adds only resources, which the function does not use.
+        return botocore.session.get_session()
 
     def _client(self, service: str) -> Any:
-        return self._boto_session.client(service, config=AWS_CLIENT_CONFIG)  # type: ignore[call-overload]
+        return self._botocore_session.create_client(service, config=AWS_CLIENT_CONFIG)
 
     @cached_property
     def secretsmanager(self) -> Any:
@@ -87,8 +93,10 @@ class Container:
 
     @cached_property
     def configs(self) -> AppConfigStore:
-        return AppConfigStore(lambda: self.secretsmanager, self.settings.secret_prefix,
-                              self.settings.secret_cache_seconds, cache=self.memory.app_configs)
+        settings = self.settings
+        return AppConfigStore(lambda: self.secretsmanager, settings.secret_prefix, settings.secret_cache_seconds,
+                              cache=self.memory.app_configs, token_url=settings.token_url,
+                              max_stale_seconds=settings.secret_max_stale_seconds, unknown=self.memory.unknown_apps)
 
     @cached_property
     def vendor(self) -> TokenVendor:
@@ -98,10 +106,12 @@ class Container:
             configs=self.configs,
             store=self.store,
             memory=self._token_memory(settings.memory_trust_seconds),
-            endpoint=TokenEndpoint(build_session(settings.token_max_retries), settings.token_url,
-                                   settings.token_connect_timeout_seconds, settings.token_read_timeout_seconds,
-                                   settings.max_token_lifetime_seconds),
-            cooldowns=self.memory.cooldowns,
+            endpoint=TokenEndpoint(settings.token_url, connect_timeout=settings.token_connect_timeout_seconds,
+                                   read_timeout=settings.token_read_timeout_seconds,
+                                   max_retries=settings.token_max_retries,
+                                   deadline_seconds=settings.token_fetch_deadline_seconds,
+                                   max_lifetime_seconds=settings.max_token_lifetime_seconds),
+            guard=UpstreamGuard(settings, self.store, self.memory.cooldowns, streaks=self.memory.failure_streaks),
         )
 
     def _token_memory(self, trust_seconds: float) -> MemoryCache:

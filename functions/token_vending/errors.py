@@ -35,6 +35,17 @@ class InvalidScope(VendingError):
     status, code, default_description = 403, "invalid_scope", "scope not allowed for this application"
 
 
+class SlowDown(VendingError):
+    """A report about a token minted moments ago: refused so that report-and-vend cannot loop mints."""
+
+    status, code, default_description = 429, "slow_down", "this token was minted moments ago; report it later"
+
+
+class MintLimitReached(VendingError):
+    status, code, default_description = (429, "mint_limit_reached",
+                                         "this application has fetched as many tokens as allowed this hour")
+
+
 class UpstreamError(VendingError):
     status, code, default_description = 502, "upstream_error", "the token endpoint gave an unusable answer"
 
@@ -58,9 +69,10 @@ class DependencyUnavailable(VendingError):
 
 
 class ConfigurationError(VendingError):
-    """The app's secret is unusable. The caller sees a bare 500; `detail` goes to the log."""
+    """The app's secret (or, with no app, the function's configuration) is unusable. The caller sees a
+    bare 500; `detail` goes to the log."""
 
-    def __init__(self, app: str, detail: str) -> None:
+    def __init__(self, app: str | None, detail: str) -> None:
         super().__init__()
         self.app = app
         self.detail = detail

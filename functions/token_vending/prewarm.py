@@ -9,7 +9,9 @@ the bare scheduled event or the rule's Input `{"prewarm": [{"app", "scope"}, ...
    served again and DynamoDB's TTL removes them.
 2. Refresh, soonest expiry first, every entry with less than its refresh
    threshold left (see `refresh_threshold`: REFRESH_BEFORE_SECONDS with a
-   per-key jitter).
+   per-key jitter), unless the app's current policy no longer allows it (its
+   scope set was removed from `allowed_scopes`, or `allowed_callers` is empty):
+   such tokens are skipped (reason `policy`) and left to expire.
 3. Mint each listed token that is not cached yet. Listed entries are checked
    like API input; a bad one is reported and skipped.
 
@@ -22,6 +24,10 @@ deliver an event twice): a second run finds the work done and skips it.
 A token the endpoint gave back unchanged ("renewed only once expired") is
 stored with `renewal_blocked`; later runs skip it until it has expired
 instead of asking again every hour.
+
+Every fetch counts against the app's mint budget for the hour; an entry the
+budget cannot cover is skipped (reason `mint_limit_reached`) and a later run
+takes it.
 
 One failing entry does not stop the rest. The run returns the counts
 {refreshed, minted, skipped, failed}, logs them with the reasons, and emits
@@ -38,7 +44,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .app_config import AppConfig
-from .errors import ConfigurationError, InvalidRequest, InvalidScope, StoreUnavailable, UnknownApp, VendingError
+from .errors import (
+    ConfigurationError,
+    InvalidRequest,
+    InvalidScope,
+    MintLimitReached,
+    StoreUnavailable,
+    UnknownApp,
+    VendingError,
+)
 from .observability import logger, record_degraded, record_prewarm, tracer
 from .policy import check_scopes
 from .request_input import TokenRequest, parse_token_request
@@ -205,6 +219,9 @@ class _Run:
         if entry.credential_id != config.credential_id:
             self._summary.count("skipped", "rotated_credentials")  # never served again; TTL removes it
             return
+        if not _policy_allows(config, request):
+            self._summary.count("skipped", "policy")  # no caller may have it any more: let it expire
+            return
         key = TokenKey(request.app, request.scope, config.credential_id)
         self._expiries[key] = entry.expires_at
         left = entry.expires_at - time.time()
@@ -234,6 +251,11 @@ class _Run:
                                                             "problem": error.description})
             self._summary.count("skipped", "scope_not_allowed")
             return
+        if not config.allowed_callers:
+            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
+                                                            "problem": "the app allows no caller"})
+            self._summary.count("skipped", "policy")
+            return
         self._fetch(config, request, key, "minted", min_ttl=None)
 
     def _fetch(self, config: AppConfig, request: TokenRequest, key: TokenKey, outcome: str,
@@ -246,6 +268,9 @@ class _Run:
             vended = self._container.vendor.token_for(config, request, min_ttl=min_ttl, use_memory=False)
             if vended.source == "upstream" and not self._stored(key, vended.token.fingerprint):
                 raise StoreUnavailable("the new token was not stored")
+        except MintLimitReached:
+            self._summary.count("skipped", "mint_limit_reached")  # still due: a later run takes it
+            return
         except (VendingError, StoreUnavailable) as error:
             reason = error.code if isinstance(error, VendingError) else "store_unavailable"
             logger.warning("pre-warm fetch failed", extra={"app": request.app, "scope": request.scope,
@@ -271,7 +296,8 @@ class _Run:
     def _stored(self, key: TokenKey, token_fingerprint: str) -> bool:
         """Did the new token reach the table? (The vend keeps going without it when DynamoDB or KMS
         fail; a pre-warm that warmed only its own memory has not done its job.)"""
-        return self._container.store.fingerprint_of(key) == token_fingerprint
+        held = self._container.store.held_token(key)
+        return held is not None and held.fingerprint == token_fingerprint
 
     def _config(self, app: str) -> AppConfig | VendingError:
         """The app's configuration, read once per run past the memory cache (rotations are seen)."""
@@ -288,3 +314,12 @@ class _Run:
 
     def _out_of_time(self) -> bool:
         return self._time_left_ms is not None and self._time_left_ms() < TIME_RESERVE_SECONDS * 1000
+
+
+def _policy_allows(config: AppConfig, request: TokenRequest) -> bool:
+    """Could any caller still be vended this token under the app's current policy?"""
+    try:
+        check_scopes(request.scopes, config.allowed_scopes)
+    except InvalidScope:
+        return False
+    return bool(config.allowed_callers)

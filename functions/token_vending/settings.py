@@ -12,7 +12,8 @@ SETTING_VARIABLES = (
     "TOKEN_TABLE_NAME", "TOKEN_KMS_KEY_ID", "SECRET_PREFIX", "TOKEN_URL", "MIN_TTL_SECONDS", "SECRET_CACHE_SECONDS",
     "MEMORY_TRUST_SECONDS", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "TOKEN_CONNECT_TIMEOUT_SECONDS",
     "TOKEN_READ_TIMEOUT_SECONDS", "TOKEN_MAX_RETRIES", "INVALID_CLIENT_COOLDOWN_SECONDS",
-    "MAX_TOKEN_LIFETIME_SECONDS", "REFRESH_BEFORE_SECONDS",
+    "MAX_TOKEN_LIFETIME_SECONDS", "REFRESH_BEFORE_SECONDS", "TOKEN_FETCH_DEADLINE_SECONDS", "MIN_REPORT_AGE_SECONDS",
+    "MAX_MINTS_PER_APP_PER_HOUR", "UPSTREAM_FAILURE_COOLDOWN_SECONDS", "SECRET_MAX_STALE_SECONDS",
 )
 
 
@@ -29,19 +30,30 @@ class Settings:
     # How long a memory-cached token is trusted before re-checking the table
     # (bounds how long another container's revoked token can still be served).
     memory_trust_seconds: int = 60
-    # Single-flight lease: how long a holder keeps it, and how long others wait for its token.
-    lease_seconds: int = 10
-    lease_wait_seconds: float = 12.0  # longer than a lease: a dead holder's is taken over, not answered 503
-    # Token endpoint: timeouts per attempt and retries (three slow answers: 3 x 2.5 s + backoff, under 10 s).
+    # Single-flight lease: how long a holder keeps it (longer than a whole fetch may take), and how long
+    # others wait for its token (longer than a lease: a dead holder's is taken over, not answered 503).
+    lease_seconds: int = 12
+    lease_wait_seconds: float = 14.0
+    # Token endpoint: timeouts per attempt, retries, and one deadline for the whole fetch, retries included.
     token_connect_timeout_seconds: float = 2.0
     token_read_timeout_seconds: float = 2.5
     token_max_retries: int = 2
+    token_fetch_deadline_seconds: float = 10.0
     # After the endpoint rejects an app's credentials, answer from memory for this long.
     invalid_client_cooldown_seconds: int = 10
     # expires_in beyond this is not trusted; it is capped.
     max_token_lifetime_seconds: int = 2 * 365 * DAY
     # The scheduled run refreshes cached tokens with less than this left.
     refresh_before_seconds: int = 7 * DAY
+    # A token minted less than this ago cannot be reported rejected (429 slow_down): no mint loops.
+    min_report_age_seconds: int = 60
+    # Upstream token requests per app per clock hour, across all containers (429 mint_limit_reached past it).
+    max_mints_per_app_per_hour: int = 100
+    # After a 5xx without Retry-After, a timeout or an unreachable endpoint: hold off the app this long,
+    # doubling while failures continue (at most UPSTREAM_FAILURE_MAX_COOLDOWN_SECONDS).
+    upstream_failure_cooldown_seconds: int = 5
+    # Stale-if-error for app secrets ends this long after the last good read.
+    secret_max_stale_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,4 +89,11 @@ class Settings:
             ),
             max_token_lifetime_seconds=int(number("MAX_TOKEN_LIFETIME_SECONDS", defaults.max_token_lifetime_seconds)),
             refresh_before_seconds=int(number("REFRESH_BEFORE_SECONDS", defaults.refresh_before_seconds)),
+            token_fetch_deadline_seconds=number("TOKEN_FETCH_DEADLINE_SECONDS", defaults.token_fetch_deadline_seconds),
+            min_report_age_seconds=int(number("MIN_REPORT_AGE_SECONDS", defaults.min_report_age_seconds)),
+            max_mints_per_app_per_hour=int(number("MAX_MINTS_PER_APP_PER_HOUR", defaults.max_mints_per_app_per_hour)),
+            upstream_failure_cooldown_seconds=int(
+                number("UPSTREAM_FAILURE_COOLDOWN_SECONDS", defaults.upstream_failure_cooldown_seconds)
+            ),
+            secret_max_stale_seconds=int(number("SECRET_MAX_STALE_SECONDS", defaults.secret_max_stale_seconds)),
         )

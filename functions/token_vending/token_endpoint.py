@@ -1,26 +1,48 @@
 """Sangoma's OAuth2 token endpoint: one client_credentials request, retried by urllib3.
 
 Returns an IssuedToken or raises UpstreamError / CredentialsRejected /
-UpstreamUnavailable. Nothing from the response body reaches an error text.
+UpstreamUnavailable / UpstreamThrottled. Nothing from the response body reaches
+an error text or a log line.
+
+The endpoint is trusted to be Sangoma's, but a misconfiguration or a hostile
+proxy must not hurt the service, so every answer is bounded: redirects are not
+followed (502), the body is read up to MAX_BODY_BYTES, the whole fetch
+(retries included) has one deadline, a Retry-After counts for at most an hour,
+and the token must be a bearer token as RFC 6750 defines it. The URL must be
+https, except to a loopback host or host.docker.internal (local stacks).
+
+`requests` is imported on the first fetch, not at init: most cold starts are
+answered from the table and never call the endpoint.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, ReadTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
-from .errors import CredentialsRejected, UpstreamError, UpstreamThrottled, UpstreamUnavailable
+from .errors import ConfigurationError, CredentialsRejected, UpstreamError, UpstreamThrottled, UpstreamUnavailable
 from .observability import logger, record_upstream, tracer
+
+if TYPE_CHECKING:
+    import requests
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_RETRY_AFTER = 5  # seconds, told to callers when the endpoint did not say
+MAX_RETRY_AFTER = 3600  # a Retry-After further out than this counts as an hour
+MAX_BODY_BYTES = 64 * 1024
+MAX_TOKEN_BYTES = 4096  # what KMS can seal in one Encrypt
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
+LOCAL_HOSTS = frozenset({"localhost", "host.docker.internal"})
 
 
 @dataclass(frozen=True)
@@ -31,16 +53,32 @@ class IssuedToken:
     expires_in: int
 
 
-class _BudgetedRetry(Retry):
-    # urllib3 caps a long Retry-After and sleeps anyway; within a 29 s API call we
-    # would rather stop retrying and pass the wait on to the caller.
+class _FetchRetry(Retry):
+    """urllib3's Retry within the fetch's deadline: no attempt starts that could not finish before it.
+
+    Also: urllib3 caps a long Retry-After and sleeps anyway; within a 29 s API call we would rather
+    stop retrying and pass the wait on to the caller."""
+
     retry_after_budget = 2.0  # seconds we are willing to sleep for one Retry-After
+
+    def __init__(self, *args: Any, deadline: float = math.inf, attempt_seconds: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline  # time.monotonic()
+        self.attempt_seconds = attempt_seconds  # the longest one attempt may take (connect + read timeouts)
+
+    def new(self, **options: Any) -> Self:
+        return super().new(deadline=self.deadline, attempt_seconds=self.attempt_seconds, **options)
+
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                   error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
         asked = _retry_after(response.headers.get("Retry-After")) if response is not None else None
         if asked is not None and asked > self.retry_after_budget:
-            raise MaxRetryError(_pool, url or "", None)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+            raise MaxRetryError(_pool, url or "", error)
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        wait = retry.get_retry_after(response) if response is not None else None
+        if time.monotonic() + (wait or retry.get_backoff_time()) + self.attempt_seconds > self.deadline:
+            raise MaxRetryError(_pool, url or "", error)
+        return retry
 
     def get_retry_after(self, response: Any) -> float | None:
         try:
@@ -49,100 +87,194 @@ class _BudgetedRetry(Retry):
             return None
 
 
-def build_session(max_retries: int) -> requests.Session:
-    retry = _BudgetedRetry(
-        total=max_retries,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"POST"}),  # the grant is safe to repeat
-        backoff_factor=0.3,
-        backoff_jitter=0.3,
-        backoff_max=2.0,
-        respect_retry_after_header=True,
-        raise_on_status=False,  # hand the last answer back so we can map it
-    )
-    session = requests.Session()
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    return session
-
-
 class TokenEndpoint:
-    def __init__(self, session: requests.Session, url: str, connect_timeout: float, read_timeout: float,
-                 max_lifetime_seconds: int) -> None:
-        self._session = session
+    def __init__(self, url: str, *, connect_timeout: float, read_timeout: float, max_retries: int,
+                 deadline_seconds: float, max_lifetime_seconds: int) -> None:
         self._url = url
-        self._timeout = (connect_timeout, read_timeout)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_retries = max_retries
+        self._deadline_seconds = deadline_seconds
         self._max_lifetime = max_lifetime_seconds
+        self._url_problem = url_problem(url)
+        self._url_problem_logged = False
 
     @tracer.capture_method(capture_response=False)
     def fetch(self, client_id: str, client_secret: str, scopes: tuple[str, ...]) -> IssuedToken:
+        self.check_url()
+        import requests  # here, not at import: see the module docstring
+
         started = time.perf_counter()
+        deadline = time.monotonic() + self._deadline_seconds
         try:
-            response = self._session.post(
-                self._url,
-                data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
-                auth=(client_id, client_secret),
-                headers={"Accept": "application/json"},
-                timeout=self._timeout,
-            )
-        except requests.RequestException as error:
-            record_upstream("unreachable", _ms_since(started))
-            logger.warning("token endpoint unreachable", extra={"reason": type(error).__name__})
+            with self._session(requests, deadline) as session:
+                response = session.post(
+                    self._url,
+                    data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
+                    auth=(client_id, client_secret),
+                    headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+                    timeout=(self._connect_timeout, self._read_timeout),
+                    allow_redirects=False,
+                    stream=True,
+                )
+                with response:
+                    body = _read_body(response, deadline, self._read_timeout)
+        except _BodyTooLarge:
+            self._failed("too_large", started)
+            raise UpstreamError("the token endpoint's answer is too large") from None
+        except (requests.RequestException, Urllib3Error, OSError) as error:
+            kind = _failure_kind(error)
+            self._failed(kind, started)
             raise UpstreamUnavailable(retry_after=DEFAULT_RETRY_AFTER) from None
-        latency = _ms_since(started)
-        if response.status_code in RETRY_STATUSES:
-            record_upstream(f"http_{response.status_code}", latency)
+        return self._answer(response, body, scopes, started)
+
+    def _session(self, requests: Any, deadline: float) -> Any:
+        # A session per fetch: the Retry carries this fetch's deadline. Fetches are rare (a token lives
+        # about a year), so the connection pool a shared session would keep buys nothing.
+        retry = _FetchRetry(
+            total=self._max_retries,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"POST"}),  # the grant is safe to repeat
+            redirect=False,
+            backoff_factor=0.3,
+            backoff_jitter=0.3,
+            backoff_max=2.0,
+            respect_retry_after_header=True,
+            raise_on_status=False,  # hand the last answer back so we can map it
+            deadline=deadline,
+            attempt_seconds=self._connect_timeout + self._read_timeout,
+        )
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(max_retries=retry)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    def check_url(self) -> None:
+        """Raise (a 500) when the URL is refused; logged once per container."""
+        if self._url_problem is None:
+            return
+        if not self._url_problem_logged:  # once per container: every vend would say the same
+            self._url_problem_logged = True
+            logger.error("the token endpoint URL is refused", extra={"problem": self._url_problem})
+        raise ConfigurationError(None, self._url_problem)
+
+    def _failed(self, kind: str, started: float, **details: Any) -> None:
+        record_upstream(kind, _ms_since(started))
+        logger.warning("token endpoint request failed", extra={"upstream_failure": kind, **details})
+
+    def _answer(self, response: requests.Response, body: bytes, scopes: tuple[str, ...],
+                started: float) -> IssuedToken:
+        status = response.status_code
+        if status in RETRY_STATUSES:
             asked = _retry_after(response.headers.get("Retry-After"))
-            logger.warning("token endpoint unavailable", extra={"status": response.status_code,
-                                                                "retry_after": asked})
+            self._failed(f"http_{status}", started, status=status, retry_after=asked)
             if asked is not None:
                 raise UpstreamThrottled(retry_after=asked)
             raise UpstreamUnavailable(retry_after=DEFAULT_RETRY_AFTER)
-        if response.status_code != 200:
-            error_code = _error_code(response)
-            record_upstream(f"http_{response.status_code}", latency)
-            logger.warning("token endpoint refused", extra={"status": response.status_code, "error": error_code})
-            if response.status_code == 401 or error_code == "invalid_client":
+        if 300 <= status < 400:
+            self._failed("redirect", started, status=status)
+            raise UpstreamError(f"the token endpoint answered with a redirect ({status}), which is not followed")
+        if status != 200:
+            error_code = _error_code(body)
+            self._failed(f"http_{status}", started, status=status, error=error_code)
+            if status == 401 or error_code == "invalid_client":
                 raise CredentialsRejected()
-            raise UpstreamError(f"the token endpoint refused the request ({response.status_code})")
+            raise UpstreamError(f"the token endpoint refused the request ({status})")
         try:
-            token = self._parse(response, scopes)
+            token = self._parse(body, scopes)
         except UpstreamError as error:
-            record_upstream("unusable", latency)
-            logger.warning("token endpoint answer unusable", extra={"problem": error.description})
+            self._failed("unusable", started, problem=error.description)
             raise
-        record_upstream("ok", latency)
+        record_upstream("ok", _ms_since(started))
         return token
 
-    def _parse(self, response: requests.Response, requested: tuple[str, ...]) -> IssuedToken:
+    def _parse(self, body: bytes, requested: tuple[str, ...]) -> IssuedToken:
         try:
-            body = response.json()
-        except ValueError:
-            raise UpstreamError("the token endpoint answered with something that is not JSON") from None
-        if not isinstance(body, dict):
+            answer = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: deeply nested arrays or objects
+            raise UpstreamError("the token endpoint answered with something that is not usable JSON") from None
+        if not isinstance(answer, dict):
             raise UpstreamError("the token endpoint answered with something that is not a JSON object")
-        access_token = body.get("access_token")
+        access_token = answer.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamError("the token endpoint answer has no access_token")
-        expires_in = _seconds(body.get("expires_in"))
+        if not B64TOKEN.fullmatch(access_token) or len(access_token) > MAX_TOKEN_BYTES:
+            raise UpstreamError("the token endpoint's access_token is not a bearer token of at most 4096 bytes")
+        token_type = answer.get("token_type", "bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise UpstreamError("the token endpoint's token_type is not bearer")
+        expires_in = _seconds(answer.get("expires_in"))
         if expires_in is None or expires_in < 1:
             raise UpstreamError("the token endpoint answer has no usable expires_in")
         if expires_in > self._max_lifetime:
             logger.warning("expires_in beyond the trusted maximum, capped", extra={"cap": self._max_lifetime})
             expires_in = self._max_lifetime
-        granted_raw = body.get("scope")
+        granted_raw = answer.get("scope")
         # RFC 6749 §3.3: an absent scope means the requested scope was granted.
         granted = tuple(sorted(set(granted_raw.split()))) if isinstance(granted_raw, str) else requested
         if granted != requested:
             # Fewer scopes would fail the caller; more would hand out what nobody asked for.
             raise UpstreamError("the token endpoint granted a different scope than requested")
-        token_type = body.get("token_type") if isinstance(body.get("token_type"), str) else "bearer"
-        return IssuedToken(
-            access_token=access_token,
-            token_type=str(token_type),
-            granted_scopes=granted,
-            expires_in=expires_in,
-        )
+        return IssuedToken(access_token=access_token, token_type=token_type, granted_scopes=granted,
+                           expires_in=expires_in)
+
+
+def url_problem(url: str) -> str | None:
+    """Why the token endpoint URL is refused, or None: it must be https, except to a local host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host and (host in LOCAL_HOSTS or _is_loopback(host)):
+        return None
+    return "TOKEN_URL must be an https URL (plain http only to a loopback host or host.docker.internal)"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _read_body(response: requests.Response, deadline: float, read_timeout: float) -> bytes:
+    """The answer's body, at most MAX_BODY_BYTES, read before the deadline."""
+    raw = response.raw
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ReadTimeoutError(None, response.url, "the fetch deadline passed")  # type: ignore[arg-type]
+        sock = getattr(raw.connection, "sock", None)
+        if sock is not None:
+            # Each read waits at most until the deadline: a body trickled a byte at a time cannot outlast it.
+            sock.settimeout(min(read_timeout, left))
+        chunk = raw.read1(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge()
+        chunks.append(chunk)
+
+
+def _failure_kind(error: BaseException) -> str:
+    """`timeout` or `unreachable`, from an exception of requests or urllib3 and what it wraps."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (ConnectTimeoutError, ReadTimeoutError, TimeoutError)) or \
+                type(seen).__name__ in ("Timeout", "ConnectTimeout", "ReadTimeout"):
+            return "timeout"
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else (
+            seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+    return "unreachable"
 
 
 def _seconds(value: Any) -> int | None:
@@ -163,20 +295,20 @@ def _ms_since(started: float) -> float:
 
 
 def _retry_after(header: str | None) -> int | None:
-    """Whole seconds a Retry-After header asks for; None when absent or junk."""
+    """Whole seconds a Retry-After header asks for (at most an hour); None when absent or junk."""
     if not header:
         return None
     try:
-        return max(1, math.ceil(Retry().parse_retry_after(header)))
-    except InvalidHeader:
+        return min(MAX_RETRY_AFTER, max(1, math.ceil(Retry().parse_retry_after(header))))
+    except (InvalidHeader, OverflowError, ValueError):
         return None
 
 
-def _error_code(response: requests.Response) -> str | None:
+def _error_code(body: bytes) -> str | None:
     try:
-        body = response.json()
-    except ValueError:
+        answer = json.loads(body)
+    except (ValueError, RecursionError):
         return None
-    code = body.get("error") if isinstance(body, dict) else None
+    code = answer.get("error") if isinstance(answer, dict) else None
     # Only a well-formed OAuth error code is ever logged, never free text from the body.
     return code if isinstance(code, str) and code.replace("_", "").isalpha() and len(code) < 40 else None

@@ -47,6 +47,7 @@ class CachedToken:
     # The endpoint answered with the token it had already given: it will not renew
     # before expiry, so keep serving this one instead of asking again.
     renewal_blocked: bool = False
+    minted_at: float = 0.0  # epoch seconds when it was fetched (0: not known)
 
     @cached_property  # asked for on every vend (answer, audit line, memory re-checks)
     def fingerprint(self) -> str:
@@ -54,6 +55,10 @@ class CachedToken:
 
     def seconds_left(self, now: float) -> float:
         return self.expires_at - now
+
+    def whole_seconds_left(self, now: float) -> int:
+        """What a cached token's answer says: whole seconds left, never rounded up."""
+        return max(0, int(self.expires_at - now))
 
     def servable(self, now: float, min_ttl_seconds: float) -> bool:
         return servable(self.expires_at, self.renewal_blocked, now, min_ttl_seconds)

@@ -102,6 +102,19 @@ def test_secrets_manager_on_a_closed_port_mid_test_falls_back_to_the_copy_in_mem
     assert "using the copy in memory" in captured_logs()
 
 
+def test_a_copy_in_memory_older_than_the_stale_limit_is_not_honoured(
+        lam: Lambda, settings_env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    settings_env(SECRET_CACHE_SECONDS=0, SECRET_MAX_STALE_SECONDS=0)  # every copy is past the limit at once
+    assert lam.vend().status == 200
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", closed_port_url())
+    answer = lam.vend()
+
+    # The policy may have removed this caller since the last good read: 503, not the cached token.
+    assert (answer.status, answer.error) == (503, "dependency_unavailable")
+    assert "Retry-After" in answer.headers
+
+
 def test_dynamodb_on_a_closed_port_mid_test_keeps_memory_hits_and_still_vends(
         lam: Lambda, monkeypatch: pytest.MonkeyPatch) -> None:
     before = lam.vend()

@@ -58,6 +58,21 @@ def test_unknown_app_is_404(lam: Lambda) -> None:
     assert lam.stack.token_endpoint.request_count == 0
 
 
+def test_an_unknown_app_is_remembered_so_a_flood_of_requests_costs_one_lookup(lam: Lambda) -> None:
+    answers = [lam.vend(app="ghost") for _ in range(10)]
+
+    assert {(a.status, a.error) for a in answers} == {(404, "unknown_app")}
+    assert lam.stack.moto.calls == ["secretsmanager.GetSecretValue"]
+
+
+def test_an_app_created_after_a_404_is_found_by_a_new_container(lam: Lambda) -> None:
+    assert lam.vend(app="late").status == 404
+    lam.stack.add_app("late", allowed_callers=[CALLER_ROLE])
+    lam.new_container()
+
+    assert lam.vend(app="late").status == 200
+
+
 def test_unknown_app_is_reported_before_the_missing_identity(lam: Lambda) -> None:
     assert_error(lam.vend(app="nosuchapp", caller=None), 404, "unknown_app")
 

@@ -6,7 +6,6 @@ import base64
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from .conftest import CALLER_ROLE, CALLER_SESSION, Lambda, child_env
@@ -131,26 +130,38 @@ def test_reports_are_checked_like_vends(lam: Lambda) -> None:
     assert after.body and after.body["access_token"] == vended.body["access_token"]  # nothing was dropped
 
 
-def test_other_containers_stop_serving_a_reported_token_within_the_memory_trust_time(
-        lam: Lambda, settings_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    settings_env(MEMORY_TRUST_SECONDS=2)
-    first = lam.vend()  # this container now holds the token in memory
-    assert first.body
-
-    # Another container (its own process) gets the report.
-    event = lam.api_event("DELETE", extra_query={"fingerprint": first.body["fingerprint"]})
+def report_from_another_container(lam: Lambda, fingerprint: str, tmp_path: Path) -> None:
+    """Another container (its own process) gets the report."""
+    event = lam.api_event("DELETE", extra_query={"fingerprint": fingerprint})
     result = tmp_path / "report.json"
     subprocess.run([sys.executable, "-m", "devstack.cold_container", json.dumps(event), "0", str(result)],
                    env=child_env(lam.stack), check=True, capture_output=True, timeout=60)
     assert json.loads(result.read_text())["status"] == 204
 
+
+def test_a_reported_token_is_still_served_from_another_containers_memory_while_it_trusts_it(
+        lam: Lambda, settings_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings_env(MEMORY_TRUST_SECONDS=3600)
+    first = lam.vend()  # this container now holds the token in memory
+    assert first.body
+
+    report_from_another_container(lam, first.body["fingerprint"], tmp_path)
     still_trusted = lam.vend()
-    time.sleep(2.1)
+
+    assert still_trusted.body and still_trusted.body["access_token"] == first.body["access_token"]  # the trade-off
+    assert lam.stack.token_endpoint.request_count == 1
+
+
+def test_once_its_trust_runs_out_a_container_stops_serving_a_token_reported_elsewhere(
+        lam: Lambda, settings_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings_env(MEMORY_TRUST_SECONDS=0)  # every memory hit re-checks the table
+    first = lam.vend()
+    assert first.body
+
+    report_from_another_container(lam, first.body["fingerprint"], tmp_path)
     rechecked = lam.vend()
 
-    assert still_trusted.body and rechecked.body
-    assert still_trusted.body["access_token"] == first.body["access_token"]  # the documented trade-off
-    assert rechecked.body["access_token"] != first.body["access_token"]
+    assert rechecked.body and rechecked.body["access_token"] != first.body["access_token"]
     assert lam.stack.token_endpoint.request_count == 2
 
 

@@ -64,28 +64,25 @@ def test_a_lease_holder_that_dies_is_taken_over_when_its_lease_runs_out(lam: Lam
                                                                        settings_env) -> None:  # type: ignore[no-untyped-def]
     lam.stack.token_endpoint.delay = 30  # the holder will be stuck upstream when it is killed
     [(holder, _)] = start_cold_containers(lam.stack, lam.api_event(), 1, tmp_path, start_in=0, LEASE_SECONDS="3")
-    deadline = time.monotonic() + 20
-    while not any(item["pk"]["S"].startswith("lease#") for item in lam.stack.table_items()):
-        assert time.monotonic() < deadline, "the holder never took the lease"
+    deadline = time.monotonic() + 120  # a bound for a broken holder, not a timing expectation
+    while lam.stack.token_endpoint.request_count == 0:  # it holds the lease and waits on the endpoint
+        assert time.monotonic() < deadline, "the holder never asked the token endpoint"
         time.sleep(0.05)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     lam.stack.token_endpoint.delay = 0
     settings_env(LEASE_SECONDS=3, LEASE_WAIT_SECONDS=8)
 
-    started = time.monotonic()
     answer = lam.vend()
-    waited = time.monotonic() - started
 
     assert answer.status == 200
     assert lam.stack.token_endpoint.request_count == 2  # the dead holder's and the taker-over's
-    assert 0.5 < waited < 8  # it waited for the lease to run out, not forever
 
 
 def test_a_waiter_whose_wait_runs_out_answers_503_without_calling_upstream(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
     settings_env(LEASE_WAIT_SECONDS=0.5)
     secret = lam.stack.client("secretsmanager").get_secret_value(SecretId="sangoma/token-vending/demo")
-    config = parse_app_config("demo", secret["SecretString"], secret["VersionId"])
+    config = parse_app_config("demo", secret["SecretString"], secret["VersionId"], lam.stack.token_endpoint.url)
     key = TokenKey("demo", "cx.agent-calls cx.queue-calls", config.credential_id)
     # Another container holds the lease for this key and is still fetching.
     lam.stack.client("dynamodb").put_item(TableName=TABLE_NAME, Item={

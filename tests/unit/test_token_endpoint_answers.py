@@ -14,13 +14,14 @@ from urllib.parse import parse_qs
 
 import pytest
 from token_vending.errors import (
+    ConfigurationError,
     CredentialsRejected,
     UpstreamError,
     UpstreamThrottled,
     UpstreamUnavailable,
     VendingError,
 )
-from token_vending.token_endpoint import IssuedToken, TokenEndpoint, build_session
+from token_vending.token_endpoint import IssuedToken, TokenEndpoint, url_problem
 
 from devstack.stub_token_endpoint import Reply, StubTokenEndpoint
 
@@ -43,7 +44,7 @@ def stub() -> Iterator[StubTokenEndpoint]:
 def endpoint(stub: StubTokenEndpoint) -> TokenEndpoint:
     stub.reset()
     stub.clients[CLIENT_ID] = CLIENT_SECRET
-    return TokenEndpoint(build_session(max_retries=0), stub.url, connect_timeout=2, read_timeout=3,
+    return TokenEndpoint(stub.url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=10,
                          max_lifetime_seconds=MAX_LIFETIME)
 
 
@@ -242,14 +243,19 @@ def test_single_scope_request(endpoint: TokenEndpoint, stub: StubTokenEndpoint) 
     ("token_type", "expected"),
     [
         pytest.param(..., "bearer", id="missing-defaults-to-bearer"),
-        pytest.param(None, "bearer", id="null-defaults-to-bearer"),
-        pytest.param(42, "bearer", id="number-defaults-to-bearer"),
         pytest.param("Bearer", "Bearer", id="kept-as-given"),
+        pytest.param("BEARER", "BEARER", id="any-case"),
         pytest.param("bearer", "bearer", id="lowercase"),
     ],
 )
 def test_token_type(endpoint: TokenEndpoint, stub: StubTokenEndpoint, token_type: Any, expected: str) -> None:
     assert fetch(endpoint, stub, Reply(200, answer(token_type=token_type))).token_type == expected
+
+
+@pytest.mark.parametrize("token_type", ["mac", "DPoP", "", None, 42, ["bearer"]])
+def test_a_token_type_other_than_bearer_is_upstream_error(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
+                                                          token_type: Any) -> None:
+    assert_upstream_error(fetch_error(endpoint, stub, Reply(200, answer(token_type=token_type))))
 
 
 # --- access_token and body shape --------------------------------------------------------------------------
@@ -378,3 +384,87 @@ def test_sub_second_expires_in_never_becomes_a_zero_lifetime(endpoint: TokenEndp
     except UpstreamError:
         return  # unusable: fine
     assert issued.expires_in > 0
+
+
+# --- bounded answers: whatever the endpoint (or a proxy before it) sends ----------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_is_upstream_error(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
+                                                          status: int) -> None:
+    # Were it followed, the grant (with the Basic credentials) would be posted to the Location: a second request.
+    error = fetch_error(endpoint, stub, Reply(status, "", headers={"Location": stub.url}))
+    assert_upstream_error(error)
+    assert "redirect" in error.description
+
+
+def test_an_answer_over_64_kib_is_upstream_error(endpoint: TokenEndpoint, stub: StubTokenEndpoint) -> None:
+    assert_upstream_error(fetch_error(endpoint, stub, Reply(200, answer(padding="x" * 64 * 1024))))
+
+
+def test_an_answer_just_under_64_kib_is_read(endpoint: TokenEndpoint, stub: StubTokenEndpoint) -> None:
+    padding = "x" * (64 * 1024 - len(json.dumps(answer(padding=""))))
+    assert fetch(endpoint, stub, Reply(200, answer(padding=padding))).access_token == ACCESS_TOKEN
+
+
+@pytest.mark.parametrize("nested", ["[" * 200_000 + "]" * 200_000, '{"a":' * 30_000 + "1" + "}" * 30_000])
+def test_deeply_nested_json_is_upstream_error(endpoint: TokenEndpoint, stub: StubTokenEndpoint, nested: str) -> None:
+    if len(nested) > 64 * 1024:
+        nested = nested[: 32 * 1024] + nested[-32 * 1024:]  # still nested thousands deep, within the size cap
+    assert_upstream_error(fetch_error(endpoint, stub, Reply(200, nested)))
+
+
+@pytest.mark.parametrize("access_token", [
+    pytest.param("has space", id="space"), pytest.param("quote\"d", id="quote"), pytest.param("semi;colon", id="semi"),
+    pytest.param("=leading", id="leading-equals"), pytest.param("tok\u00e9n", id="non-ascii"),
+    pytest.param("a" * 4097, id="over-4096-bytes"), pytest.param("line\nbreak", id="newline"),
+])
+def test_an_access_token_that_is_not_a_bearer_b64token_is_upstream_error(
+        endpoint: TokenEndpoint, stub: StubTokenEndpoint, access_token: str) -> None:
+    assert_upstream_error(fetch_error(endpoint, stub, Reply(200, answer(access_token=access_token))))
+
+
+@pytest.mark.parametrize("access_token", ["a" * 4096, "abc-._~+/XYZ09==", "eyJhbGciOi.eyJzdWIi.c2ln"])
+def test_b64tokens_up_to_4096_bytes_are_accepted(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
+                                                 access_token: str) -> None:
+    assert fetch(endpoint, stub, Reply(200, answer(access_token=access_token))).access_token == access_token
+
+
+@pytest.mark.parametrize("header", ["Wed, 21 Oct 2099 07:28:00 GMT", "86400", "999999999999"])
+def test_a_retry_after_counts_for_at_most_an_hour(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
+                                                  header: str) -> None:
+    error = fetch_error(endpoint, stub, Reply(503, "busy", headers={"Retry-After": header}), UpstreamThrottled)
+    assert error.retry_after == 3600
+
+
+def test_a_body_trickled_slowly_is_cut_off_at_the_deadline(stub: StubTokenEndpoint) -> None:
+    stub.reset()
+    stub.clients[CLIENT_ID] = CLIENT_SECRET
+    endpoint = TokenEndpoint(stub.url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=0.5,
+                             max_lifetime_seconds=MAX_LIFETIME)
+    # 0.2 s a byte: the whole answer would take over a minute; without the deadline it would come through.
+    error = fetch_error(endpoint, stub, Reply(200, answer(), drip=0.2), UpstreamUnavailable)
+    assert error.status == 503
+
+
+@pytest.mark.parametrize("url", ["http://auth.sangoma.com/oauth/token", "http://10.0.0.1/oauth/token",
+                                 "ftp://auth.sangoma.com/oauth/token", "auth.sangoma.com/oauth/token",
+                                 "https:///oauth/token", ""])
+def test_a_token_url_that_is_not_https_is_refused_without_a_request(stub: StubTokenEndpoint, url: str,
+                                                                    captured_logs: Callable[[], str]) -> None:
+    stub.reset()
+    endpoint = TokenEndpoint(url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=10,
+                             max_lifetime_seconds=MAX_LIFETIME)
+    for _ in range(3):
+        with pytest.raises(ConfigurationError) as caught:
+            endpoint.fetch(CLIENT_ID, CLIENT_SECRET, REQUESTED)
+        assert (caught.value.status, caught.value.code) == (500, "internal_error")
+    assert stub.request_count == 0
+    assert captured_logs().count("the token endpoint URL is refused") == 1  # once per container
+
+
+@pytest.mark.parametrize("url", ["https://auth.sangoma.com/oauth/token", "http://127.0.0.1:8712/oauth/token",
+                                 "http://localhost:8712/oauth/token", "http://[::1]:8712/oauth/token",
+                                 "http://host.docker.internal:8712/oauth/token"])
+def test_https_and_local_stacks_are_allowed(url: str) -> None:
+    assert url_problem(url) is None

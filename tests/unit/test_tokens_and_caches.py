@@ -7,8 +7,8 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from token_vending.cooldowns import Cooldowns
-from token_vending.errors import UpstreamUnavailable
+from token_vending.cooldowns import Cooldowns, app_scope, key_scope
+from token_vending.errors import UpstreamError, UpstreamUnavailable
 from token_vending.memory_cache import MemoryCache
 from token_vending.request_input import parse_fingerprint
 from token_vending.settings import Settings
@@ -252,62 +252,77 @@ def test_memory_cache_never_grows_past_its_bound() -> None:
 
 
 def test_no_cooldown_no_error() -> None:
-    Cooldowns(clock=Clock()).check("demo", "v1")
+    Cooldowns(clock=Clock()).check(app_scope("demo", "v1"))
 
 
 def test_cooldown_answers_upstream_unavailable_with_the_retry_after_left_rounded_up() -> None:
     clock = Clock()
     cooldowns = Cooldowns(clock=clock)
-    cooldowns.remember("demo", "v1", 30, "the token endpoint asked us to wait")
+    cooldowns.remember(app_scope("demo", "v1"), 30, "the token endpoint asked us to wait")
     with pytest.raises(UpstreamUnavailable) as caught:
-        cooldowns.check("demo", "v1")
+        cooldowns.check(app_scope("demo", "v1"))
     assert caught.value.status == 503
     assert caught.value.code == "upstream_unavailable"
     assert caught.value.retry_after == 30
     assert caught.value.description == "the token endpoint asked us to wait"
     clock.advance(10.5)
     with pytest.raises(UpstreamUnavailable) as caught:
-        cooldowns.check("demo", "v1")
+        cooldowns.check(app_scope("demo", "v1"))
     assert caught.value.retry_after == 20  # 19.5 left: rounded up, never down
     clock.advance(19.4)
     with pytest.raises(UpstreamUnavailable) as caught:
-        cooldowns.check("demo", "v1")
+        cooldowns.check(app_scope("demo", "v1"))
     assert caught.value.retry_after == 1  # 0.1 left
 
 
 @pytest.mark.parametrize(("seconds", "expected"), [(0.01, 1), (0.5, 1), (1, 1), (1.0001, 2), (2.1, 3), (5, 5)])
 def test_retry_after_rounding(seconds: float, expected: int) -> None:
     cooldowns = Cooldowns(clock=Clock())
-    cooldowns.remember("demo", "v1", seconds, "wait")
+    cooldowns.remember(app_scope("demo", "v1"), seconds, "wait")
     with pytest.raises(UpstreamUnavailable) as caught:
-        cooldowns.check("demo", "v1")
+        cooldowns.check(app_scope("demo", "v1"))
     assert caught.value.retry_after == expected
 
 
 def test_cooldown_ends() -> None:
     clock = Clock()
     cooldowns = Cooldowns(clock=clock)
-    cooldowns.remember("demo", "v1", 5, "wait")
+    cooldowns.remember(app_scope("demo", "v1"), 5, "wait")
     clock.advance(5)
-    cooldowns.check("demo", "v1")
+    cooldowns.check(app_scope("demo", "v1"))
     clock.advance(-1)  # once over, it stays over
-    cooldowns.check("demo", "v1")
+    cooldowns.check(app_scope("demo", "v1"))
 
 
 def test_cooldown_is_per_app_and_per_secret_version() -> None:
     cooldowns = Cooldowns(clock=Clock())
-    cooldowns.remember("demo", "v1", 60, "wait")
-    cooldowns.check("demo", "v2")  # a new secret version starts clean
-    cooldowns.check("other", "v1")
+    cooldowns.remember(app_scope("demo", "v1"), 60, "wait")
+    cooldowns.check(app_scope("demo", "v2"))  # a new secret version starts clean
+    cooldowns.check(app_scope("other", "v1"))
     with pytest.raises(UpstreamUnavailable):
-        cooldowns.check("demo", "v1")
+        cooldowns.check(app_scope("demo", "v1"))
+
+
+def test_a_refused_key_answers_the_same_502_without_retry_after_and_only_for_that_key() -> None:
+    clock = Clock()
+    cooldowns = Cooldowns(clock=clock)
+    key = TokenKey("demo", "cx.a", "cred")
+    cooldowns.remember(key_scope(key), 60, "the token endpoint refused the request (400)", unavailable=False)
+    with pytest.raises(UpstreamError) as caught:
+        cooldowns.check(key_scope(key))
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (502, "upstream_error", None)
+    assert caught.value.description == "the token endpoint refused the request (400)"
+    cooldowns.check(key_scope(TokenKey("demo", "cx.b", "cred")))  # another key of the app is not held
+    cooldowns.check(app_scope("demo", "v1"))
+    clock.advance(60)
+    cooldowns.check(key_scope(key))
 
 
 @pytest.mark.parametrize("seconds", [0, -1, -0.5])
 def test_no_cooldown_for_zero_or_negative_seconds(seconds: float) -> None:
     cooldowns = Cooldowns(clock=Clock())
-    cooldowns.remember("demo", "v1", seconds, "wait")
-    cooldowns.check("demo", "v1")
+    cooldowns.remember(app_scope("demo", "v1"), seconds, "wait")
+    cooldowns.check(app_scope("demo", "v1"))
 
 
 # --- settings -----------------------------------------------------------------------------------------------
