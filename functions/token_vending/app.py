@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from . import container
+from . import container, snapstart
 from .errors import ConfigurationError, InvalidRequest, VendingError
 from .observability import (
     audit_record,
@@ -37,6 +37,7 @@ AUDITED_ROUTES = {"GET": "vend", "DELETE": "report"}
 MAX_AUDITED_INPUT = 256  # what a caller sent is audited as sent, up to this many characters
 
 api = APIGatewayRestResolver(strip_prefixes=["/v1"])  # the stage, should a path carry it
+snapstart.register()
 
 # What the answer being built adds to its audit record (outcome, status, normalized scope, token).
 _answer: ContextVar[dict[str, Any]] = ContextVar("answer")

@@ -114,6 +114,20 @@ class Container:
             guard=UpstreamGuard(settings, self.store, self.memory.cooldowns, streaks=self.memory.failure_streaks),
         )
 
+    SERVICES = ("secretsmanager", "dynamodb", "kms")
+
+    def load_service_models(self) -> None:
+        """Parse the models of the services a vend calls (no credentials, no connection): what a
+        SnapStart snapshot can hold so that restored containers skip it."""
+        for service in self.SERVICES:
+            self._botocore_session.get_service_model(service)
+
+    def forget(self) -> None:
+        """Drop everything remembered (tokens, app configurations, failures); keep clients and models."""
+        self.memory = Memory()
+        for built_on_memory in ("configs", "vendor"):
+            self.__dict__.pop(built_on_memory, None)
+
     def _token_memory(self, trust_seconds: float) -> MemoryCache:
         self.memory.tokens.trust_seconds = trust_seconds
         return self.memory.tokens
