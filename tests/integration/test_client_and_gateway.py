@@ -488,6 +488,16 @@ def test_cli_report_takes_the_token_on_stdin(gateway: LocalGateway) -> None:
         f"DELETE /apps/demo/token?fingerprint={answer['fingerprint']}&scope=cx.agent-calls%20cx.queue-calls", 204)
 
 
+def test_cli_refuses_plain_http_to_another_machine_before_signing_anything() -> None:
+    result = run_cli("get", "--url", "http://vending.internal.example/v1", "--region", "us-east-1", "--app", "demo",
+                     "--scope", SCOPES)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: insecure_url: plain http is only for a loopback address")
+    assert SECRET not in result.stderr
+
+
 def test_cli_without_a_url_is_a_usage_error() -> None:
     env_free = run_cli("get", "--app", "demo", "--scope", SCOPES)
 

@@ -110,6 +110,7 @@ class TokenClient:
         http: urllib3.PoolManager | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        _require_safe_url(url)
         self.url = url.rstrip("/")
         self._session = session or botocore.session.Session()
         self.region = region or _resolve_region(self.url, self._session)
@@ -243,9 +244,26 @@ def _resolve_region(url: str, session: botocore.session.Session) -> str | None:
     return LOCAL_REGION if _is_loopback(url) else None
 
 
+def _require_safe_url(url: str) -> None:
+    """https anywhere; plain http only to this machine, so signed requests and tokens never cross a network
+    in clear."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed [IPv6 literal
+        host = None
+    if not host or parts.scheme not in ("https", "http"):
+        raise TokenVendingError("invalid_url", "the vending service URL must be https://HOST/... (the stack's "
+                                               "VendingUrl)")
+    if parts.scheme == "http" and not _is_loopback(url):
+        raise TokenVendingError("insecure_url", "plain http is only for a loopback address (localhost, "
+                                                "127.0.0.0/8, ::1); use the service's https:// URL")
+
+
 def _is_loopback(url: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1. Not *.localhost: the resolver, not this machine, decides where that goes."""
     host = (urlsplit(url).hostname or "").rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
