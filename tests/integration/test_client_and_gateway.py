@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pytest
@@ -230,6 +232,99 @@ def test_temporary_credentials_sign_with_their_session_token(gateway: LocalGatew
     client = TokenClient(gateway.url, region="us-east-1", session=session_for(TEMP_KEY, TEMP_SECRET, TEMP_TOKEN))
 
     assert client.get_token("demo", SCOPES).scope == SCOPES
+
+
+# -- what the client accepts from the service ------------------------------------------------
+
+
+class CannedService:
+    """Stands in for the function behind the real gateway: gives the answer a test sets, counts the calls."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+        self.calls = 0
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.calls += 1
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(self.fields)}
+
+
+def rfc3339_in(seconds: float) -> str:
+    return datetime.fromtimestamp(time.time() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def canned(**overrides: Any) -> CannedService:
+    """A well-formed answer for SCOPES that lives a day, with `overrides`."""
+    fields = {"access_token": "sgm_canned", "token_type": "bearer", "scope": SCOPES, "expires_in": 86_400,
+              "expires_at": rfc3339_in(86_400), "fingerprint": "0123456789abcdef", **overrides}
+    return CannedService(**fields)
+
+
+def client_behind(service: CannedService, **kwargs: Any) -> tuple[LocalGateway, TokenClient]:
+    gateway = LocalGateway(PRINCIPALS, handler=service)  # bound now; `with gateway:` serves
+    return gateway, client_for(gateway, **kwargs)
+
+
+def test_a_well_formed_answer_is_kept_until_the_margin(lam: Lambda) -> None:
+    service = canned()
+    gateway, client = client_behind(service, margin_seconds=3600)
+    with gateway:
+        first, second = client.get_token("demo", SCOPES), client.get_token("demo", SCOPES)
+
+    assert first.access_token == second.access_token == "sgm_canned"
+    assert service.calls == 1
+
+
+@pytest.mark.parametrize("answered", [
+    "cx.agent-calls",  # fewer than asked: the CX API would refuse the caller
+    "cx.admin cx.agent-calls cx.queue-calls",  # more than asked
+    "cx.queue-calls cx.agent-calls",  # not the normalized form the service answers
+    "cx.agent-calls cx.agent-calls cx.queue-calls",
+    ["cx.agent-calls", "cx.queue-calls"],
+    None,
+])
+def test_an_answer_for_another_scope_is_refused_and_not_kept(lam: Lambda, answered: Any) -> None:
+    service = canned(scope=answered)
+    gateway, client = client_behind(service)
+    with gateway:
+        for _ in range(2):
+            with pytest.raises(TokenVendingError) as raised:
+                client.get_token("demo", "cx.queue-calls cx.agent-calls")
+            assert raised.value.error == "invalid_response"
+            assert raised.value.status == 200
+            assert "sgm_canned" not in str(raised.value)
+
+    assert service.calls == 2  # nothing was cached: each call asked again
+
+
+def test_a_token_is_kept_no_longer_than_its_expires_at_says(lam: Lambda) -> None:
+    # expires_in says a day, expires_at an hour: inside a two-hour margin, so it is handed out, not kept.
+    service = canned(expires_in=86_400, expires_at=rfc3339_in(3600))
+    gateway, client = client_behind(service, margin_seconds=7200)
+    with gateway:
+        first, second = client.get_token("demo", SCOPES), client.get_token("demo", SCOPES)
+
+    assert first.access_token == second.access_token == "sgm_canned"
+    assert service.calls == 2
+
+
+def test_a_token_is_kept_no_longer_than_its_expires_in_says(lam: Lambda) -> None:
+    service = canned(expires_in=3600, expires_at=rfc3339_in(86_400))
+    gateway, client = client_behind(service, margin_seconds=7200)
+    with gateway:
+        client.get_token("demo", SCOPES)
+        client.get_token("demo", SCOPES)
+
+    assert service.calls == 2
+
+
+@pytest.mark.parametrize("expires_at", ["tomorrow", "2030-01-01T00:00:00", 1_900_000_000, None, ""])
+def test_an_unusable_expires_at_is_an_invalid_response(lam: Lambda, expires_at: Any) -> None:
+    gateway, client = client_behind(canned(expires_at=expires_at))
+    with gateway, pytest.raises(TokenVendingError) as raised:
+        client.get_token("demo", SCOPES)
+
+    assert raised.value.error == "invalid_response"
 
 
 # -- the gateway refuses what API Gateway refuses, before the function runs ----------------------
