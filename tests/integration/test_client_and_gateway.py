@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -503,8 +503,13 @@ def test_awscurl_gets_a_token_and_reports_it(gateway: LocalGateway) -> None:
 # -- the command line ---------------------------------------------------------------------------
 
 
+PYTHON_M = (sys.executable, "-m", "sangoma_token_client")
+# The console script pyproject.toml declares, installed next to this Python by `make` (pip install --editable).
+SCRIPT = shutil.which("sangoma-token", path=str(Path(sys.executable).parent))
+
+
 def run_cli(*args: str, key: str = KEY, secret: str = SECRET, stdin: str | None = None,
-            **extra_env: str) -> subprocess.CompletedProcess[str]:
+            command: Sequence[str] = PYTHON_M, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """The command line in a clean environment: credentials, and no region configured anywhere."""
     env = {name: value for name, value in os.environ.items()
            if name not in ("AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
@@ -512,8 +517,50 @@ def run_cli(*args: str, key: str = KEY, secret: str = SECRET, stdin: str | None 
     env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
                 "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "PYTHONPATH": str(ROOT / "layers" / "client" / "python"), **extra_env})
-    return subprocess.run([sys.executable, "-m", "sangoma_token_client", *args], capture_output=True, text=True,
-                          env=env, input=stdin, timeout=60, check=False)
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, input=stdin, timeout=60,
+                          check=False)
+
+
+def installed_script() -> list[str]:
+    assert SCRIPT, f"no sangoma-token next to {sys.executable}: run `make` (pip install --editable ./layers/client)"
+    return [SCRIPT]
+
+
+def test_the_sangoma_token_script_gets_a_token_and_reports_it(gateway: LocalGateway) -> None:
+    script = installed_script()
+    got = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES, command=script)
+    assert got.returncode == 0, got.stderr
+    answer = json.loads(got.stdout)
+    assert answer["scope"] == SCOPES
+
+    reported = run_cli("report", "--url", gateway.url, "--app", "demo", "--scope", SCOPES,
+                       "--fingerprint", answer["fingerprint"], command=script)
+
+    assert reported.returncode == 0, reported.stderr
+    assert gateway.requests[-1] == (
+        f"DELETE /apps/demo/token?fingerprint={answer['fingerprint']}&scope=cx.agent-calls%20cx.queue-calls", 204)
+
+
+def test_the_sangoma_token_script_fails_like_python_m(gateway: LocalGateway) -> None:
+    args = ("get", "--url", gateway.url, "--app", "demo", "--scope", "cx.admin")
+    script, python_m = run_cli(*args, command=installed_script()), run_cli(*args)
+
+    assert (script.returncode, script.stdout, script.stderr) == (python_m.returncode, python_m.stdout, python_m.stderr)
+    assert script.returncode == 1
+    assert script.stderr.startswith("error: invalid_scope: ")
+
+
+@pytest.mark.parametrize(("command", "usage"), [
+    ("script", "usage: sangoma-token "),
+    ("python -m", "usage: python -m sangoma_token_client "),
+])
+def test_cli_help_names_how_it_was_started_and_the_failure_format(command: str, usage: str) -> None:
+    result = run_cli("--help", command=installed_script() if command == "script" else PYTHON_M)
+
+    assert result.returncode == 0
+    assert result.stdout.startswith(usage)
+    # What main() prints on a failure (the tests above check it does):
+    assert "Failures print `error: code: description`" in result.stdout
 
 
 def test_cli_get_prints_the_answer_as_json(gateway: LocalGateway) -> None:
