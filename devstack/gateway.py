@@ -6,6 +6,14 @@ REST proxy event (the shape of events/vend.json) with that principal as
 `requestContext.identity.userArn`, and calls the real handler in-process.
 Refusals look like API Gateway's: 403, `{"message": ...}` and `x-amzn-ErrorType`.
 
+Before any of that it refuses what a proxy in front of the function must not pass
+on: a Content-Length that is not one plain number (400) or is over MAX_BODY_BYTES
+(413), or a chunked body (400), without reading the body and closing the
+connection; a Host that is not this gateway (403 ForbiddenException, as API
+Gateway answers a host it does not serve), no Host or two (400); and signature
+headers sent twice (403 IncompleteSignatureException), since which copy counts
+would be anyone's guess.
+
 Signatures are recomputed with botocore's SigV4Auth, the signer every AWS SDK
 call uses; only reading the Authorization header is done here.
 
@@ -49,6 +57,10 @@ AMZ_DATE = "%Y%m%dT%H%M%SZ"
 # The one resource the API has; the stage prefix is optional so the deployed URL's path works too.
 ROUTE = re.compile(rf"^(?:/{STAGE})?/apps/(?P<app>[^/]+)/token$")
 METHODS = frozenset({"GET", "DELETE"})
+MAX_BODY_BYTES = 1024 * 1024  # the API takes no body at all; API Gateway's own limit is 10 MB
+# What a signature is read from: each must come once.
+SIGNATURE_HEADERS = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256")
+DIGITS = re.compile(r"[0-9]+")
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -77,14 +89,42 @@ def load_credentials(path: Path = DEMO_CREDENTIALS) -> dict[str, Principal]:
 class Refused(Exception):
     """A request API Gateway would refuse before calling the function."""
 
-    def __init__(self, error_type: str, message: str, status: int = 403) -> None:
+    def __init__(self, error_type: str | None, message: str, status: int = 403) -> None:
         super().__init__(message)
         self.error_type, self.message, self.status = error_type, message, status
+
+    def answer(self) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": "application/json"}
+        if self.error_type:
+            headers["x-amzn-ErrorType"] = self.error_type
+        return self.status, headers, json.dumps({"message": self.message}).encode()
 
 
 def missing_token() -> Refused:
     # API Gateway's answer to an unsigned request, and to a resource or method it does not have.
     return Refused("MissingAuthenticationTokenException", "Missing Authentication Token")
+
+
+def bad_request() -> Refused:
+    return Refused("BadRequestException", "Bad Request", 400)
+
+
+def body_length(headers: Message) -> int:
+    """The body's length, from a Content-Length that is one plain number up to MAX_BODY_BYTES. Checked before
+    reading a byte, so a negative, garbled or huge length never makes the gateway wait or allocate."""
+    if headers.get_all("Transfer-Encoding"):
+        raise bad_request()  # http.server does not decode chunked bodies, and this API takes none
+    values = [value.strip() for value in headers.get_all("Content-Length") or []]
+    if not values:
+        return 0
+    if len(values) > 1 or not DIGITS.fullmatch(values[0]):
+        raise bad_request()
+    digits = values[0].lstrip("0") or "0"
+    # The digit count first: int() refuses strings of thousands of digits.
+    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
+        # After API Gateway's REQUEST_TOO_LARGE gateway response (413); its exact body is not documented.
+        raise Refused(None, "Request Too Large", 413)
+    return int(digits)
 
 
 BAD_SIGNATURE = ("The request signature we calculated does not match the signature you provided. Check your AWS "
@@ -143,6 +183,9 @@ class SigV4Verifier:
         self.clock = clock
 
     def verify(self, method: str, path: str, query: str, headers: Message, body: bytes) -> Principal:
+        for name in SIGNATURE_HEADERS:
+            if len(headers.get_all(name) or []) > 1:
+                raise Refused("IncompleteSignatureException", f"The {name} header must be sent only once.")
         authorization = headers.get("Authorization")
         if not authorization:
             raise missing_token()
@@ -286,6 +329,9 @@ class LocalGateway:
         self._invoke_lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._request_handler())
         self._server.daemon_threads = True
+        # The Host values that name this gateway; API Gateway, too, serves only the hosts it knows.
+        bound = self._server.server_address[1]
+        self.hosts = frozenset({f"127.0.0.1:{bound}", f"localhost:{bound}"})
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="local-gateway",
                                         daemon=True)
 
@@ -311,13 +357,13 @@ class LocalGateway:
         """One request through the gateway: route, authenticate, invoke. Returns (status, headers, body)."""
         path, _, query = target.partition("?")
         try:
+            self._check_host(headers)
             route = ROUTE.match(path)
             if route is None or method not in METHODS:
                 raise missing_token()
             principal = self.verifier.verify(method, path, query, headers, body)
         except Refused as refused:
-            payload = json.dumps({"message": refused.message}).encode()
-            return refused.status, {"Content-Type": "application/json", "x-amzn-ErrorType": refused.error_type}, payload
+            return refused.answer()
         event = build_event(method, path, query, headers, body, principal, route.group("app"))
         with self._invoke_lock:
             handler = self._handler or real_handler()
@@ -330,6 +376,13 @@ class LocalGateway:
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
         return int(result["statusCode"]), answer_headers, payload
 
+    def _check_host(self, headers: Message) -> None:
+        hosts = headers.get_all("Host") or []
+        if len(hosts) != 1:
+            raise bad_request()  # RFC 9112 §3.2: a request carries exactly one Host
+        if hosts[0].strip().lower() not in self.hosts:
+            raise Refused("ForbiddenException", "Forbidden")
+
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:
         gateway = self
 
@@ -337,7 +390,13 @@ class LocalGateway:
             protocol_version = "HTTP/1.1"
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = body_length(self.headers)
+                except Refused as refused:
+                    # The body was not read, so the rest of this connection cannot be parsed: close it.
+                    status, headers, payload = refused.answer()
+                    self._answer(status, {**headers, "Connection": "close"}, payload)
+                    return
                 body = self.rfile.read(length) if length else b""
                 try:
                     status, headers, payload = gateway.handle(self.command, self.path, self.headers, body)
@@ -346,10 +405,13 @@ class LocalGateway:
                     status = 502
                     headers = {"Content-Type": "application/json", "x-amzn-ErrorType": "InternalServerErrorException"}
                     payload = json.dumps({"message": "Internal server error"}).encode()
+                self._answer(status, headers, payload)
+
+            def _answer(self, status: int, headers: Mapping[str, str], payload: bytes) -> None:
                 gateway.requests.append((f"{self.command} {self.path}", status))
                 self.send_response(status)
                 for name, value in headers.items():
-                    self.send_header(name, value)
+                    self.send_header(name, value)  # "Connection: close" also closes it after this answer
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":

@@ -11,8 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pytest
@@ -232,6 +234,99 @@ def test_temporary_credentials_sign_with_their_session_token(gateway: LocalGatew
     assert client.get_token("demo", SCOPES).scope == SCOPES
 
 
+# -- what the client accepts from the service ------------------------------------------------
+
+
+class CannedService:
+    """Stands in for the function behind the real gateway: gives the answer a test sets, counts the calls."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+        self.calls = 0
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.calls += 1
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(self.fields)}
+
+
+def rfc3339_in(seconds: float) -> str:
+    return datetime.fromtimestamp(time.time() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def canned(**overrides: Any) -> CannedService:
+    """A well-formed answer for SCOPES that lives a day, with `overrides`."""
+    fields = {"access_token": "sgm_canned", "token_type": "bearer", "scope": SCOPES, "expires_in": 86_400,
+              "expires_at": rfc3339_in(86_400), "fingerprint": "0123456789abcdef", **overrides}
+    return CannedService(**fields)
+
+
+def client_behind(service: CannedService, **kwargs: Any) -> tuple[LocalGateway, TokenClient]:
+    gateway = LocalGateway(PRINCIPALS, handler=service)  # bound now; `with gateway:` serves
+    return gateway, client_for(gateway, **kwargs)
+
+
+def test_a_well_formed_answer_is_kept_until_the_margin(lam: Lambda) -> None:
+    service = canned()
+    gateway, client = client_behind(service, margin_seconds=3600)
+    with gateway:
+        first, second = client.get_token("demo", SCOPES), client.get_token("demo", SCOPES)
+
+    assert first.access_token == second.access_token == "sgm_canned"
+    assert service.calls == 1
+
+
+@pytest.mark.parametrize("answered", [
+    "cx.agent-calls",  # fewer than asked: the CX API would refuse the caller
+    "cx.admin cx.agent-calls cx.queue-calls",  # more than asked
+    "cx.queue-calls cx.agent-calls",  # not the normalized form the service answers
+    "cx.agent-calls cx.agent-calls cx.queue-calls",
+    ["cx.agent-calls", "cx.queue-calls"],
+    None,
+])
+def test_an_answer_for_another_scope_is_refused_and_not_kept(lam: Lambda, answered: Any) -> None:
+    service = canned(scope=answered)
+    gateway, client = client_behind(service)
+    with gateway:
+        for _ in range(2):
+            with pytest.raises(TokenVendingError) as raised:
+                client.get_token("demo", "cx.queue-calls cx.agent-calls")
+            assert raised.value.error == "invalid_response"
+            assert raised.value.status == 200
+            assert "sgm_canned" not in str(raised.value)
+
+    assert service.calls == 2  # nothing was cached: each call asked again
+
+
+def test_a_token_is_kept_no_longer_than_its_expires_at_says(lam: Lambda) -> None:
+    # expires_in says a day, expires_at an hour: inside a two-hour margin, so it is handed out, not kept.
+    service = canned(expires_in=86_400, expires_at=rfc3339_in(3600))
+    gateway, client = client_behind(service, margin_seconds=7200)
+    with gateway:
+        first, second = client.get_token("demo", SCOPES), client.get_token("demo", SCOPES)
+
+    assert first.access_token == second.access_token == "sgm_canned"
+    assert service.calls == 2
+
+
+def test_a_token_is_kept_no_longer_than_its_expires_in_says(lam: Lambda) -> None:
+    service = canned(expires_in=3600, expires_at=rfc3339_in(86_400))
+    gateway, client = client_behind(service, margin_seconds=7200)
+    with gateway:
+        client.get_token("demo", SCOPES)
+        client.get_token("demo", SCOPES)
+
+    assert service.calls == 2
+
+
+@pytest.mark.parametrize("expires_at", ["tomorrow", "2030-01-01T00:00:00", 1_900_000_000, None, ""])
+def test_an_unusable_expires_at_is_an_invalid_response(lam: Lambda, expires_at: Any) -> None:
+    gateway, client = client_behind(canned(expires_at=expires_at))
+    with gateway, pytest.raises(TokenVendingError) as raised:
+        client.get_token("demo", SCOPES)
+
+    assert raised.value.error == "invalid_response"
+
+
 # -- the gateway refuses what API Gateway refuses, before the function runs ----------------------
 
 
@@ -408,8 +503,13 @@ def test_awscurl_gets_a_token_and_reports_it(gateway: LocalGateway) -> None:
 # -- the command line ---------------------------------------------------------------------------
 
 
+PYTHON_M = (sys.executable, "-m", "sangoma_token_client")
+# The console script pyproject.toml declares, installed next to this Python by `make` (pip install --editable).
+SCRIPT = shutil.which("sangoma-token", path=str(Path(sys.executable).parent))
+
+
 def run_cli(*args: str, key: str = KEY, secret: str = SECRET, stdin: str | None = None,
-            **extra_env: str) -> subprocess.CompletedProcess[str]:
+            command: Sequence[str] = PYTHON_M, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """The command line in a clean environment: credentials, and no region configured anywhere."""
     env = {name: value for name, value in os.environ.items()
            if name not in ("AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
@@ -417,8 +517,50 @@ def run_cli(*args: str, key: str = KEY, secret: str = SECRET, stdin: str | None 
     env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
                 "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "PYTHONPATH": str(ROOT / "layers" / "client" / "python"), **extra_env})
-    return subprocess.run([sys.executable, "-m", "sangoma_token_client", *args], capture_output=True, text=True,
-                          env=env, input=stdin, timeout=60, check=False)
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, input=stdin, timeout=60,
+                          check=False)
+
+
+def installed_script() -> list[str]:
+    assert SCRIPT, f"no sangoma-token next to {sys.executable}: run `make` (pip install --editable ./layers/client)"
+    return [SCRIPT]
+
+
+def test_the_sangoma_token_script_gets_a_token_and_reports_it(gateway: LocalGateway) -> None:
+    script = installed_script()
+    got = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES, command=script)
+    assert got.returncode == 0, got.stderr
+    answer = json.loads(got.stdout)
+    assert answer["scope"] == SCOPES
+
+    reported = run_cli("report", "--url", gateway.url, "--app", "demo", "--scope", SCOPES,
+                       "--fingerprint", answer["fingerprint"], command=script)
+
+    assert reported.returncode == 0, reported.stderr
+    assert gateway.requests[-1] == (
+        f"DELETE /apps/demo/token?fingerprint={answer['fingerprint']}&scope=cx.agent-calls%20cx.queue-calls", 204)
+
+
+def test_the_sangoma_token_script_fails_like_python_m(gateway: LocalGateway) -> None:
+    args = ("get", "--url", gateway.url, "--app", "demo", "--scope", "cx.admin")
+    script, python_m = run_cli(*args, command=installed_script()), run_cli(*args)
+
+    assert (script.returncode, script.stdout, script.stderr) == (python_m.returncode, python_m.stdout, python_m.stderr)
+    assert script.returncode == 1
+    assert script.stderr.startswith("error: invalid_scope: ")
+
+
+@pytest.mark.parametrize(("command", "usage"), [
+    ("script", "usage: sangoma-token "),
+    ("python -m", "usage: python -m sangoma_token_client "),
+])
+def test_cli_help_names_how_it_was_started_and_the_failure_format(command: str, usage: str) -> None:
+    result = run_cli("--help", command=installed_script() if command == "script" else PYTHON_M)
+
+    assert result.returncode == 0
+    assert result.stdout.startswith(usage)
+    # What main() prints on a failure (the tests above check it does):
+    assert "Failures print `error: code: description`" in result.stdout
 
 
 def test_cli_get_prints_the_answer_as_json(gateway: LocalGateway) -> None:
@@ -486,6 +628,16 @@ def test_cli_report_takes_the_token_on_stdin(gateway: LocalGateway) -> None:
     assert (result.stdout, result.stderr) == ("", "")
     assert gateway.requests[-1] == (
         f"DELETE /apps/demo/token?fingerprint={answer['fingerprint']}&scope=cx.agent-calls%20cx.queue-calls", 204)
+
+
+def test_cli_refuses_plain_http_to_another_machine_before_signing_anything() -> None:
+    result = run_cli("get", "--url", "http://vending.internal.example/v1", "--region", "us-east-1", "--app", "demo",
+                     "--scope", SCOPES)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: insecure_url: plain http is only for a loopback address")
+    assert SECRET not in result.stderr
 
 
 def test_cli_without_a_url_is_a_usage_error() -> None:

@@ -101,17 +101,70 @@ def test_explicit_region_wins_and_a_missing_one_is_an_error(no_region_configured
     assert "AWS_DEFAULT_REGION" in raised.value.error_description
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8710", "http://127.0.0.2:1/v1", "http://localhost:8710",
-                                 "http://LOCALHOST.:8710", "http://gw.localhost:8710", "http://[::1]:8710"])
+LOOPBACK_URLS = ["http://127.0.0.1:8710", "http://127.0.0.2:1/v1", "http://localhost:8710", "http://LOCALHOST.:8710",
+                 "http://[::1]:8710", "HTTP://127.255.255.254"]
+
+
+@pytest.mark.parametrize("url", LOOPBACK_URLS)
 def test_a_loopback_url_with_no_region_configured_signs_for_the_local_gateways_region(
         no_region_configured: Path, url: str) -> None:
     assert TokenClient(url).region == "us-east-1"
 
 
-@pytest.mark.parametrize("url", ["https://vending.internal.example", "http://10.0.0.5:8710",
-                                 "http://127.0.0.1.example.com", "https://localhost.example.com"])
+@pytest.mark.parametrize("url", ["https://vending.internal.example", "https://10.0.0.5:8710",
+                                 "https://127.0.0.1.example.com", "https://localhost.example.com",
+                                 "https://gw.localhost:8710"])
 def test_other_hosts_with_no_region_configured_have_none(no_region_configured: Path, url: str) -> None:
     assert TokenClient(url).region is None
+
+
+# -- plain http only on loopback: signed requests and tokens never cross a network in clear -------
+
+
+@pytest.mark.parametrize("url", [
+    "http://vending.internal.example/v1",
+    "http://abc123.execute-api.eu-west-2.amazonaws.com/v1",
+    "http://10.0.0.5:8710",
+    "http://127.0.0.1.example.com",  # a name that only starts like a loopback address
+    "http://localhost.example.com",
+    "http://gw.localhost:8710",  # *.localhost goes to the resolver, which may send it anywhere
+    "http://0.0.0.0:8710",
+])
+def test_plain_http_to_anything_but_loopback_is_refused_at_construction(url: str) -> None:
+    with pytest.raises(TokenVendingError) as raised:
+        TokenClient(url, region="us-east-1", session=botocore.session.Session())
+
+    assert raised.value.error == "insecure_url"
+    assert "https://" in raised.value.error_description
+    assert raised.value.status is None
+
+
+@pytest.mark.parametrize("url", [*LOOPBACK_URLS, "https://abc123.execute-api.eu-west-2.amazonaws.com/v1",
+                                 "HTTPS://vending.internal.example"])
+def test_https_anywhere_and_plain_http_on_loopback_are_accepted(url: str) -> None:
+    assert TokenClient(url, region="us-east-1", session=botocore.session.Session()).url == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["vending.internal.example/v1", "ftp://vending.internal.example", "https:///v1",
+                                 "http://[::1", ""])
+def test_a_url_that_is_not_http_at_all_is_refused(url: str) -> None:
+    with pytest.raises(TokenVendingError) as raised:
+        TokenClient(url, region="us-east-1", session=botocore.session.Session())
+
+    assert raised.value.error == "invalid_url"
+
+
+def test_the_shared_client_refuses_a_plain_http_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sangoma_token_client
+
+    monkeypatch.setattr(sangoma_token_client, "_default", None)
+    monkeypatch.setenv("SANGOMA_TOKEN_VENDING_URL", "http://vending.internal.example/v1")
+    monkeypatch.setenv("SANGOMA_TOKEN_VENDING_REGION", "us-east-1")
+
+    with pytest.raises(TokenVendingError) as raised:
+        sangoma_token_client.get_token("demo", "a")
+
+    assert raised.value.error == "insecure_url"
 
 
 def test_region_order_explicit_url_aws_region_aws_default_region_config_then_loopback(

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -94,7 +95,8 @@ class TokenClient:
     """A client for one vending service URL (the stack's `VendingUrl`, e.g. https://id.execute-api.REGION.amazonaws.com/v1).
 
     Thread-safe; keep one per process and share it. Each (app, scope set) token
-    is kept in memory until `margin_seconds` before it expires.
+    is kept in memory until `margin_seconds` before it expires: before the sooner
+    of the answer's `expires_in` and `expires_at`.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class TokenClient:
         http: urllib3.PoolManager | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        _require_safe_url(url)
         self.url = url.rstrip("/")
         self._session = session or botocore.session.Session()
         self.region = region or _resolve_region(self.url, self._session)
@@ -132,13 +135,13 @@ class TokenClient:
             cached = self._cache.get(key)
             if cached and time.monotonic() < cached.refresh_at:
                 return cached.token
-        response = self._call("GET", app, [("scope", " ".join(key[1]))])
-        token = self._token_from(response)
+        scope = " ".join(key[1])
+        response = self._call("GET", app, [("scope", scope)])
+        token, seconds_left = _token_from(response, scope)
         with self._lock:
             # A token already inside the margin is handed out but not kept: the next call asks again.
-            refresh_at = time.monotonic() + token.expires_in - self.margin_seconds
-            if token.expires_in > self.margin_seconds:
-                self._cache[key] = _Cached(token, refresh_at)
+            if seconds_left > self.margin_seconds:
+                self._cache[key] = _Cached(token, time.monotonic() + seconds_left - self.margin_seconds)
             else:
                 self._cache.pop(key, None)
         return token
@@ -216,18 +219,29 @@ class TokenClient:
     def _backoff(self, attempt: int) -> float:
         return float(min(0.5 * 2 ** (attempt - 1), self.max_retry_wait_seconds))
 
-    @staticmethod
-    def _token_from(response: urllib3.BaseHTTPResponse) -> Token:
-        try:
-            body = json.loads(response.data)
-            return Token(access_token=str(body["access_token"]), token_type=str(body.get("token_type", "bearer")),
-                         scope=str(body["scope"]), expires_in=int(body["expires_in"]),
-                         expires_at=str(body["expires_at"]),
-                         fingerprint=fingerprint(str(body["access_token"])))
-        except (ValueError, KeyError, TypeError):
-            # Never quote the body: it may hold a token.
-            raise TokenVendingError("invalid_response", "the vending service answered something unusable",
-                                    status=response.status) from None
+
+def _token_from(response: urllib3.BaseHTTPResponse, asked_scope: str) -> tuple[Token, float]:
+    """The token in a vend answer and the seconds it may be kept from now: the sooner of its `expires_in` and its
+    `expires_at`. The answer must be for exactly the (normalized) scope asked for."""
+    try:
+        body = json.loads(response.data)
+        scope, expires_at = body["scope"], body["expires_at"]
+        if not isinstance(scope, str) or not isinstance(expires_at, str):
+            raise TypeError
+        token = Token(access_token=str(body["access_token"]), token_type=str(body.get("token_type", "bearer")),
+                      scope=scope, expires_in=int(body["expires_in"]), expires_at=expires_at,
+                      fingerprint=fingerprint(str(body["access_token"])))
+        ends = datetime.fromisoformat(expires_at)
+        if ends.tzinfo is None:  # RFC 3339 always names the offset; without one the instant is unknown
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        # Never quote the body: it may hold a token.
+        raise TokenVendingError("invalid_response", "the vending service answered something unusable",
+                                status=response.status) from None
+    if token.scope != asked_scope:
+        raise TokenVendingError("invalid_response", "the vending service answered for another scope than asked "
+                                                    f"({asked_scope!r})", status=response.status)
+    return token, min(float(token.expires_in), ends.timestamp() - time.time())
 
 
 def _resolve_region(url: str, session: botocore.session.Session) -> str | None:
@@ -243,9 +257,26 @@ def _resolve_region(url: str, session: botocore.session.Session) -> str | None:
     return LOCAL_REGION if _is_loopback(url) else None
 
 
+def _require_safe_url(url: str) -> None:
+    """https anywhere; plain http only to this machine, so signed requests and tokens never cross a network
+    in clear."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed [IPv6 literal
+        host = None
+    if not host or parts.scheme not in ("https", "http"):
+        raise TokenVendingError("invalid_url", "the vending service URL must be https://HOST/... (the stack's "
+                                               "VendingUrl)")
+    if parts.scheme == "http" and not _is_loopback(url):
+        raise TokenVendingError("insecure_url", "plain http is only for a loopback address (localhost, "
+                                                "127.0.0.0/8, ::1); use the service's https:// URL")
+
+
 def _is_loopback(url: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1. Not *.localhost: the resolver, not this machine, decides where that goes."""
     host = (urlsplit(url).hostname or "").rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

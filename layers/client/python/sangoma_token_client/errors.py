@@ -10,7 +10,9 @@ class TokenVendingError(Exception):
     `upstream_unavailable`, ...), API Gateway's error type when the gateway
     refused the request itself (`InvalidSignatureException`, ...), or one of the
     client's own: `unavailable` (the service could not be reached),
-    `invalid_response`, `no_credentials`, `no_region`.
+    `invalid_response` (an answer the client cannot use, or for another scope
+    than asked), `insecure_url` (plain http to anything but a loopback
+    address), `invalid_url`, `no_credentials`, `no_region`.
     `status` is the HTTP status when there was an answer; `retry_after` the
     seconds the service asked to wait, when it said so. `code` and `description`
     are read-only aliases of `error` and `error_description`.
