@@ -85,15 +85,100 @@ def test_failed_scheduled_runs_are_retried_a_bounded_number_of_times_then_kept_i
     assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == {"GetAtt": "TokenVendingFunctionPrewarm.Arn"}
 
 
-def test_function_role_keeps_least_privilege(function: dict[str, Any]) -> None:
-    statements = [statement for policy in function["Policies"] for statement in policy["Statement"]]
-    actions = [action for statement in statements
-               for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])]
+def _role_statements(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for policy in resources["TokenVendingFunctionRole"]["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "If" in statement:  # a statement that exists under a condition: take it
+                statement = statement["If"][1]
+            statements.append(statement)
+    return statements
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    return [statement["Action"]] if isinstance(statement["Action"], str) else list(statement["Action"])
+
+
+def test_function_role_keeps_least_privilege(resources: dict[str, Any], function: dict[str, Any]) -> None:
+    assert function["Role"] == {"GetAtt": "TokenVendingFunctionRole.Arn"}
+    assert "Policies" not in function  # everything the function may do is in its role, below
+    statements = _role_statements(resources)
+    actions = [action for statement in statements for action in _actions(statement)]
     assert all("*" not in action for action in actions), actions
-    assert all(statement["Resource"] != "*" for statement in statements)
+    # X-Ray is the one service without resource-level permissions.
+    assert [s["Sid"] for s in statements if s["Resource"] == "*"] == ["WriteTraces"]
     assert "cloudwatch:PutMetricData" not in actions  # metrics are EMF log lines
-    assert set(actions) == {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem",
-                            "dynamodb:DeleteItem", "dynamodb:Scan", "kms:Encrypt", "kms:Decrypt"}
+    assert not [action for action in actions if action in ("kms:Encrypt", "kms:GenerateDataKey")]
+    assert set(actions) == {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
+                            "xray:PutTelemetryRecords", "secretsmanager:GetSecretValue", "kms:Decrypt",
+                            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                            "dynamodb:Scan", "sqs:SendMessage"}
+
+
+def test_secret_keys_are_usable_only_through_secrets_manager(template: dict[str, Any],
+                                                            resources: dict[str, Any]) -> None:
+    [decrypt] = [s for s in _role_statements(resources) if "kms:Decrypt" in _actions(s)]
+    assert decrypt["Resource"] == {"Ref": "SecretKmsKeyArns"}
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}}
+    assert template["Parameters"]["SecretKmsKeyArns"]["Default"] == ""
+    assert template["Parameters"]["SecretKmsKeyArns"]["Type"] == "CommaDelimitedList"
+
+
+def test_only_the_function_can_use_the_token_key_and_only_with_the_sealing_context(
+        resources: dict[str, Any]) -> None:
+    from token_vending.token_store import SEALING_CONTEXT_KEYS
+
+    statements = resources["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
+    crypto = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+              "kms:GenerateDataKey", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:*", "kms:Create*"}
+    by_sid = {statement["Sid"]: statement for statement in statements}
+    admin, use = by_sid["AccountAdministersTheKey"], by_sid["OnlyTheFunctionSealsAndUnsealsTokens"]
+    assert set(by_sid) == {"AccountAdministersTheKey", "OnlyTheFunctionSealsAndUnsealsTokens"}
+    assert all(statement["Effect"] == "Allow" for statement in statements)
+    # The account (and through IAM, anyone it allows) administers, but no action that uses or grants the key.
+    assert not crypto & set(_actions(admin)), _actions(admin)
+    assert "kms:ScheduleKeyDeletion" in _actions(admin) and "kms:PutKeyPolicy" not in crypto
+    # Only the function's role seals and unseals, and only with exactly the context the code seals with.
+    assert use["Principal"] == {"AWS": {"GetAtt": "TokenVendingFunctionRole.Arn"}}
+    assert set(_actions(use)) == {"kms:Encrypt", "kms:Decrypt"}
+    condition = use["Condition"]
+    assert sorted(condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(SEALING_CONTEXT_KEYS)
+    assert set(condition["Null"]) == {"kms:EncryptionContext:app", "kms:EncryptionContext:scope",
+                                      "kms:EncryptionContext:credential_id", "kms:EncryptionContext:expires_at"}
+    assert set(condition["Null"].values()) == {"false"}
+
+
+def test_the_token_table_has_deletion_protection_by_default(template: dict[str, Any],
+                                                            resources: dict[str, Any]) -> None:
+    assert resources["TokenTable"]["Properties"]["DeletionProtectionEnabled"] == {
+        "If": ["HasTableDeletionProtection", True, False]}
+    assert template["Parameters"]["TableDeletionProtection"]["Default"] == "true"
+
+
+def test_the_token_url_must_be_https(template: dict[str, Any]) -> None:
+    pattern = template["Parameters"]["TokenUrl"]["AllowedPattern"]
+    assert re.fullmatch(pattern, template["Parameters"]["TokenUrl"]["Default"])
+    for refused in ("http://auth.sangoma.com/oauth/token", "ftp://x/y", "https://", "https:// x/y", ""):
+        assert not re.fullmatch(pattern, refused), refused
+
+
+def test_minting_bounds_and_tracing_are_parameters(template: dict[str, Any], function: dict[str, Any]) -> None:
+    variables = function["Environment"]["Variables"]
+    assert variables["MIN_REPORT_AGE_SECONDS"] == {"Ref": "MinReportAgeSeconds"}
+    assert variables["MAX_MINTS_PER_APP_PER_HOUR"] == {"Ref": "MaxMintsPerAppPerHour"}
+    assert template["Parameters"]["MinReportAgeSeconds"]["Default"] == 60
+    assert template["Parameters"]["MaxMintsPerAppPerHour"]["Default"] == 100
+    # Detailed (Powertools) tracing is off unless asked for: it imports the X-Ray SDK at every cold start.
+    assert variables["POWERTOOLS_TRACE_DISABLED"] == {"If": ["HasDetailedTracing", "false", "true"]}
+    assert template["Parameters"]["DetailedTracing"]["Default"] == "false"
+
+
+def test_snapstart_is_off_by_default_and_applies_to_the_published_alias(template: dict[str, Any],
+                                                                       function: dict[str, Any]) -> None:
+    assert template["Parameters"]["SnapStart"]["Default"] == "false"
+    assert function["SnapStart"] == {"ApplyOn": {"If": ["UseSnapStart", "PublishedVersions", "None"]}}
+    assert function["AutoPublishAlias"] == "live"  # what API Gateway and the schedule invoke
 
 
 def test_reserved_concurrency_is_a_parameter(template: dict[str, Any], function: dict[str, Any]) -> None:
@@ -144,7 +229,9 @@ def test_stage_logs_access_throttles_and_never_caches_or_logs_bodies(resources: 
     assert api["AccessLogSetting"]["DestinationArn"] == {"GetAtt": "ApiAccessLogGroup.Arn"}
     assert "RetentionInDays" in resources["ApiAccessLogGroup"]["Properties"]
     log_format = api["AccessLogSetting"]["Format"]
-    assert json.loads(re.sub(r"\$context\.[A-Za-z.]+", "x", log_format))["requestId"] == "x"
+    fields = json.loads(re.sub(r"\$context\.[A-Za-z.]+", "x", log_format))
+    assert fields["requestId"] == "x"
+    assert '"path":"$context.path"' in log_format  # the path as sent, not only the route template
     assert "responseBody" not in log_format
     [default] = [setting for setting in api["MethodSettings"]
                  if setting["ResourcePath"] == "/*" and setting["HttpMethod"] == "*"]
@@ -163,7 +250,7 @@ def test_alarms_cover_upstream_errors_5xx_prewarm_failures_function_errors_and_t
         template: dict[str, Any], resources: dict[str, Any]) -> None:
     watched = {(alarm["Namespace"], alarm["MetricName"]) for alarm in _alarms(resources).values()}
     assert {(NAMESPACE, "UpstreamErrors"), ("AWS/ApiGateway", "5XXError"), (NAMESPACE, "PrewarmFailed"),
-            ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles")} <= watched
+            ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), (NAMESPACE, "MintLimitReached")} <= watched
     topic = {"If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], NO_VALUE]}
     for alarm in _alarms(resources).values():
         assert alarm["AlarmActions"] == topic
