@@ -62,20 +62,15 @@ def _caller_arn(event: dict[str, Any]) -> str | None:
 def get_token(app: str) -> Response[str]:
     event = api.current_event.raw_event
     request = parse_token_request(app, _scope_values(event))
-    vended = container.current().vendor.vend(request, _caller_arn(event))
+    caller = _caller_arn(event)
+    vended = container.current().vendor.vend(request, caller)
     token = vended.token
     record_vend("ok", vended.source)
-    _answer.get().update(outcome="ok", status=200, app=request.app, scope=request.scope, source=vended.source,
-                         fingerprint=token.fingerprint, expires_at=token.expires_at_rfc3339)
-    body = {
-        "access_token": token.access_token,
-        "token_type": token.token_type,
-        "scope": request.scope,
-        "expires_in": vended.expires_in,
-        "expires_at": token.expires_at_rfc3339,
-        "fingerprint": token.fingerprint,
-    }
-    return Response(status_code=200, content_type="application/json", body=json.dumps(body), headers=NO_STORE)
+    _answer.get().update(outcome="ok", status=200, caller=caller, app=request.app, scope=request.scope,
+                         source=vended.source, fingerprint=token.fingerprint, expires_at=token.expires_at_rfc3339)
+    # {access_token, token_type, scope, expires_in, expires_at, fingerprint}; scope is the request's, normalized.
+    return Response(status_code=200, content_type="application/json", body=token.answer(vended.expires_in),
+                    headers=NO_STORE)
 
 
 @api.delete("/apps/<app>/token")
@@ -153,6 +148,8 @@ def _audited_route(event: dict[str, Any]) -> str | None:
 
 def _audit(event: dict[str, Any], route: str, answer: dict[str, Any]) -> dict[str, Any]:
     """The audit record: the request as sent, overlaid with what the answer established."""
+    if "caller" in answer:  # a token was vended: the answer holds every field
+        return audit_record(route, answer.pop("outcome"), answer.pop("status"), answer)
     raw_app = (event.get("pathParameters") or {}).get("app")
     if raw_app is None and (match := TOKEN_PATH.match(event.get("path") or "")):
         raw_app = match.group("app")

@@ -20,11 +20,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import ConfigurationError, DependencyUnavailable, UnknownApp
+from .errors import AccessDenied, ConfigurationError, DependencyUnavailable, InvalidScope, UnknownApp
 from .observability import logger, record_degraded
+from .policy import authorize
 
 NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
 REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
+MAX_REMEMBERED_DECISIONS = 256  # per configuration: callers x scope sets asked for
 UNKNOWN_APP_SECONDS = 30  # how long this container remembers that an app has no secret
 MAX_REMEMBERED_UNKNOWN_APPS = 1024  # made-up app names must not grow memory without bound
 
@@ -38,6 +40,27 @@ class AppConfig:
     allowed_callers: tuple[str, ...]
     version_id: str
     token_url: str = ""  # the endpoint these credentials are used with
+    # (caller, scopes) -> the refusal, or None: the policy's answers, remembered for as long as this
+    # configuration is (the policy cannot change under it).
+    _decisions: dict[tuple[str | None, tuple[str, ...]], AccessDenied | InvalidScope | None] = field(
+        default_factory=dict, repr=False, compare=False)
+
+    def authorize(self, caller_arn: str | None, scopes: tuple[str, ...]) -> None:
+        """Raise unless this caller may have these scopes under this configuration's policy."""
+        decision_key = (caller_arn, scopes)
+        try:
+            refusal = self._decisions[decision_key]
+        except KeyError:
+            try:
+                authorize(caller_arn, self.allowed_callers, scopes, self.allowed_scopes)
+                refusal = None
+            except (AccessDenied, InvalidScope) as error:
+                refusal = error
+            if len(self._decisions) >= MAX_REMEMBERED_DECISIONS:
+                self._decisions.clear()
+            self._decisions[decision_key] = refusal
+        if refusal is not None:
+            raise type(refusal)(refusal.description)  # a fresh exception: a re-raised one keeps growing its traceback
 
     @cached_property  # needed on every vend; the config object lives for SECRET_CACHE_SECONDS
     def credential_id(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import InvalidRequest
 
@@ -56,6 +57,11 @@ def normalize_scopes(values: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def parse_token_request(app: str | None, scope_values: Iterable[str] | None) -> TokenRequest:
+    return _parse_token_request(app, tuple(scope_values or ()))
+
+
+@lru_cache(maxsize=512)  # callers repeat the same requests; a pure function's answers can be kept
+def _parse_token_request(app: str | None, scope_values: tuple[str, ...]) -> TokenRequest:
     return TokenRequest(app=parse_app(app), scopes=normalize_scopes(scope_values))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -66,3 +67,16 @@ class CachedToken:
     @cached_property
     def expires_at_rfc3339(self) -> str:
         return datetime.fromtimestamp(int(self.expires_at), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def answer(self, expires_in: int) -> str:
+        """The vend's JSON answer for this token (only `expires_in` changes between vends)."""
+        before, after = self._answer_parts
+        return f"{before}{expires_in}{after}"
+
+    @cached_property
+    def _answer_parts(self) -> tuple[str, str]:
+        # Serialized once per token: a memory hit then only formats the seconds left.
+        body = json.dumps({"access_token": self.access_token, "token_type": self.token_type, "scope": self.scope,
+                           "expires_in": 0, "expires_at": self.expires_at_rfc3339, "fingerprint": self.fingerprint})
+        before, _, after = body.partition('"expires_in": 0')
+        return before + '"expires_in": ', after

@@ -26,7 +26,6 @@ from .errors import (
 )
 from .memory_cache import MemoryCache
 from .observability import logger, record_single_flight_wait, record_store_degraded, record_unsealable_entry
-from .policy import authorize
 from .request_input import TokenRequest
 from .settings import Settings
 from .token_endpoint import TokenEndpoint
@@ -63,7 +62,7 @@ class TokenVendor:
             # Its credentials were rejected: a new secret version may already fix them, so look
             # (at most once a second) rather than wait out SECRET_CACHE_SECONDS.
             config = self._configs.get(request.app, max_age=1)
-        authorize(caller_arn, config.allowed_callers, request.scopes, config.allowed_scopes)
+        config.authorize(caller_arn, request.scopes)
         try:
             return self.token_for(config, request)
         except CredentialsRejected:
@@ -73,7 +72,7 @@ class TokenVendor:
                 self._guard.rejected(config)
                 raise
             logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
-            authorize(caller_arn, fresh.allowed_callers, request.scopes, fresh.allowed_scopes)
+            fresh.authorize(caller_arn, request.scopes)
             try:
                 return self.token_for(fresh, request)
             except CredentialsRejected:
@@ -85,7 +84,7 @@ class TokenVendor:
         A token minted less than MIN_REPORT_AGE_SECONDS ago is not dropped (SlowDown): report and
         vend in a loop must not mint without end."""
         config = self._configs.get(request.app)
-        authorize(caller_arn, config.allowed_callers, request.scopes, config.allowed_scopes)
+        config.authorize(caller_arn, request.scopes)
         key = TokenKey(request.app, request.scope, config.credential_id)
         try:
             held = self._store.held_token(key)
