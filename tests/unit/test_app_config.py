@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from token_vending.app_config import AppConfig, parse_app_config
-from token_vending.errors import ConfigurationError
+from token_vending.errors import AccessDenied, ConfigurationError, InvalidScope
 
 CLIENT_SECRET = "s3cr3t-Zq8vR2-never-print-me"
 CLIENT_ID = "client-id-0001"
@@ -189,6 +189,67 @@ def test_credential_id_ignores_policy_changes() -> None:
     before = parse(secret())
     after = parse(secret(allowed_callers=["999999999999"], allowed_scopes=["cx.other"]), version_id="v2")
     assert before.credential_id == after.credential_id
+
+
+def test_credential_id_changes_with_the_token_url() -> None:
+    sandbox = parse_app_config("demo", json.dumps(secret()), "v1", "https://sandbox.example/oauth/token")
+    production = parse_app_config("demo", json.dumps(secret()), "v1", "https://auth.sangoma.com/oauth/token")
+    assert sandbox.credential_id != production.credential_id
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("client_secret", "p\u00e4ss-\u20ac", "client_secret cannot be sent with Basic auth"),
+    ("client_id", "\u4e2d-client", "client_id cannot be sent with Basic auth"),
+    ("client_id", "client:one", "client_id cannot be sent with Basic auth (it holds a colon)"),
+])
+def test_credentials_basic_auth_cannot_carry_are_a_configuration_error_naming_only_the_field(
+        field: str, value: str, problem: str) -> None:
+    error = config_error(json.dumps(secret(**{field: value})))
+    assert error.detail == problem
+    for text in (error.detail, error.description, str(error), repr(error)):
+        assert value not in text and "\u20ac" not in text and "\u4e2d" not in text
+
+
+def test_latin1_credentials_are_accepted() -> None:
+    assert parse(secret(client_secret="caf\u00e9-s3cret")).client_secret == "caf\u00e9-s3cret"
+
+
+# --- authorization decisions --------------------------------------------------------------------------------
+
+
+def test_a_configuration_answers_like_the_policy_and_raises_a_fresh_refusal_each_time() -> None:
+    config = parse(secret())
+    session = "arn:aws:sts::111122223333:assumed-role/billing-service/s1"
+    config.authorize(session, ("cx.agent-calls",))
+    config.authorize(session, ("cx.agent-calls",))  # remembered, still allowed
+    refusals = []
+    for _ in range(2):
+        with pytest.raises(InvalidScope) as caught:
+            config.authorize(session, ("cx.admin",))
+        refusals.append(caught.value)
+    assert refusals[0] is not refusals[1]
+    assert refusals[0].description == refusals[1].description
+    with pytest.raises(AccessDenied):
+        config.authorize("arn:aws:sts::999999999999:assumed-role/billing-service/s1", ("cx.agent-calls",))
+    with pytest.raises(AccessDenied):
+        config.authorize(None, ("cx.agent-calls",))
+
+
+def test_a_policy_change_is_a_new_configuration_with_its_own_decisions() -> None:
+    session = "arn:aws:sts::111122223333:assumed-role/billing-service/s1"
+    before = parse(secret())
+    before.authorize(session, ("cx.agent-calls",))
+    after = parse(secret(allowed_callers=["999999999999"]), version_id="v2")
+    with pytest.raises(AccessDenied):
+        after.authorize(session, ("cx.agent-calls",))
+
+
+def test_remembered_decisions_stay_bounded() -> None:
+    config = parse(secret())
+    for number in range(1000):
+        with pytest.raises(AccessDenied):
+            config.authorize(f"arn:aws:iam::000000000000:user/u{number}", ("cx.agent-calls",))
+    assert len(config._decisions) <= 256
 
 
 def test_credential_id_does_not_reveal_the_secret() -> None:
