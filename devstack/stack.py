@@ -105,11 +105,11 @@ class LocalStack:
             self.token_endpoint.clients[secret["client_id"]] = secret["client_secret"]
         return secret
 
-    def accept_every_app(self) -> None:
-        """From now on the stub accepts the current credentials of every app secret in the stack."""
-        self.token_endpoint.credentials_source = self.app_credentials
+    def accept_every_app(self, prefix: str = SECRET_PREFIX) -> None:
+        """From now on the stub accepts the current credentials of every app secret under the prefix."""
+        self.token_endpoint.credentials_source = lambda: self.app_credentials(prefix)
 
-    def app_credentials(self) -> dict[str, str]:
+    def app_credentials(self, prefix: str = SECRET_PREFIX) -> dict[str, str]:
         """client_id -> client_secret of every app secret under the prefix (current versions; not deleted)."""
         # Called from the stub's request threads: a session of its own (boto3's default one is not thread-safe).
         manager = boto3.session.Session().client(
@@ -117,9 +117,9 @@ class LocalStack:
             aws_access_key_id="testing", aws_secret_access_key="testing")
         found: dict[str, str] = {}
         for page in manager.get_paginator("list_secrets").paginate(
-                Filters=[{"Key": "name", "Values": [SECRET_PREFIX]}]):
+                Filters=[{"Key": "name", "Values": [prefix]}]):
             for listed in page["SecretList"]:
-                if not listed["Name"].startswith(SECRET_PREFIX):
+                if not listed["Name"].startswith(prefix):
                     continue
                 try:
                     data = json.loads(manager.get_secret_value(SecretId=listed["ARN"]).get("SecretString") or "")
