@@ -42,10 +42,10 @@ CACHE_NOTE = (f"within SECRET_CACHE_SECONDS ({targets.DEFAULT_SECRET_CACHE_SECON
               "of the function")
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(args.run(args, out))
+        return int(args.run(args, out or sys.stdout))
     except ToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -85,7 +85,7 @@ def print_table(printable: list[dict[str, str]], out: TextIO) -> None:
         out.write("  ".join(row[name].ljust(widths[name]) for name in COLUMNS).rstrip() + "\n")
 
 
-def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.list_tokens", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", default=os.environ.get("TOKEN_TABLE_NAME"),
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument("--log-group", help="the function's log group (default: the stack's TokenVendingLogGroup)")
     args = parser.parse_args(argv)
     try:
-        return _run(args, out)
+        return _run(args, out or sys.stdout)
     except ToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

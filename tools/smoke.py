@@ -100,7 +100,7 @@ def advice(error: TokenVendingError, *, app: str, region: str, url: str) -> str:
     return template.format(app=app, region=region, url=url, status=error.status)
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="", help="the stack's VendingUrl output")
@@ -110,6 +110,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                         help="signing region (default: the URL's, else $AWS_REGION or your configuration)")
     parser.add_argument("--profile", default=None, help="AWS profile (default: botocore's credential chain)")
     args = parser.parse_args(argv)
+    out = out or sys.stdout
     if not (args.url and args.app and args.scope):
         print('usage: make smoke URL=<VendingUrl> APP=<app> SCOPE="<scopes>" [REGION=<region>]', file=sys.stderr)
         return 2

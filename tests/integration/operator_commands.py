@@ -9,6 +9,8 @@ default gateway URL; render() puts a test's own port in.
 
 from __future__ import annotations
 
+import os
+
 DEFAULT_GATEWAY = "http://127.0.0.1:8710"
 DEMO_KEYS = ("AWS_ACCESS_KEY_ID=AKIALOCALDEMO0000001 "
              "AWS_SECRET_ACCESS_KEY=local-demo-secret-not-a-real-aws-key")
@@ -57,3 +59,12 @@ AWS_ONLY = [
 
 def render(command: str, gateway_url: str) -> str:
     return command.replace(DEFAULT_GATEWAY, gateway_url)
+
+
+def shell_env(**extra: str) -> dict[str, str]:
+    """An operator's shell: none of the test run's AWS settings or make state (a make inside `make test` would
+    otherwise announce the directories it enters), nothing read from ~/.aws."""
+    inherited = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_") and name not in inherited}
+    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, PYTHONUNBUFFERED="1", **extra)
+    return env

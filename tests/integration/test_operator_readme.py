@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from devstack.gateway import LocalGateway, load_credentials
 from devstack.template import resource
 
 from .conftest import Lambda
-from .operator_commands import AWS_FLOW, PROD_STACK
+from .operator_commands import AWS_FLOW, PROD_STACK, shell_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_PREFIX = "sangoma/token-vending-prod/"  # not the default: the commands must find it through the stack
@@ -47,11 +46,9 @@ def account(lam: Lambda, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     (home / "billing-secret.json").write_text((ROOT / "examples" / "app-secret.json").read_text())
     principals = load_credentials()
     with LocalGateway(principals) as gateway:
-        env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-        env.update(HOME=str(home), URL=gateway.url, AWS_ENDPOINT_URL=lam.stack.moto.url, AWS_DEFAULT_REGION="us-east-1",
-                   AWS_ACCESS_KEY_ID=DEMO_KEY, AWS_SECRET_ACCESS_KEY=principals[DEMO_KEY].secret_access_key,
-                   AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-        yield env
+        yield shell_env(HOME=str(home), URL=gateway.url, AWS_ENDPOINT_URL=lam.stack.moto.url,
+                        AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID=DEMO_KEY,
+                        AWS_SECRET_ACCESS_KEY=principals[DEMO_KEY].secret_access_key)
 
 
 def test_onboarding_smoke_testing_and_listing_with_the_readmes_commands(account: dict[str, str]) -> None:

@@ -4,7 +4,6 @@ onboarded with the README's own commands."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -18,7 +17,7 @@ import pytest
 
 from devstack import local_state
 
-from .operator_commands import DEMO_KEYS, LOCAL_FLOW, render
+from .operator_commands import DEMO_KEYS, LOCAL_FLOW, render, shell_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCOPES = "cx.agent-calls cx.queue-calls"
@@ -33,10 +32,7 @@ def serve_command(**ports: int) -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The user's shell: no AWS settings of the test process, nothing read from ~/.aws."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, PYTHONUNBUFFERED="1", **extra)
-    return env
+    return shell_env(**extra)
 
 
 class Served:
