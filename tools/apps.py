@@ -394,7 +394,7 @@ def remove(args: argparse.Namespace, out: TextIO) -> int:
               f"(recovery window {args.recovery_days} days; undo until then: make apps ARGS=\"restore {app}\"; "
               f"a new put of {app} is refused until then)", file=out)
     print(f"""What happens now:
-- {CACHE_NOTE} answers 404 unknown_app for {app}.
+- {CACHE_NOTE[:1].upper() + CACHE_NOTE[1:]} answers 404 unknown_app for {app}.
 - Its cached tokens stay in the token table until they expire (make tokens shows them); the function never
   serves them again, since it answers 404 before looking. DynamoDB's TTL removes them a day after expiry.
 - Tokens already handed out keep working at the CX APIs until they expire: revoke the client at Sangoma to stop

@@ -255,6 +255,8 @@ def test_remove_schedules_deletion_the_function_answers_404_and_restore_brings_t
     assert out.startswith("scheduled the deletion of sangoma/token-vending/billing for ")
     assert "recovery window 7 days; undo until then: make apps ARGS=\"restore billing\"" in out
     assert "Tokens already handed out keep working at the CX APIs until they expire" in out
+    assert ("- Within SECRET_CACHE_SECONDS (300 s by default) every container of the function answers 404 "
+            "unknown_app for billing.") in out
     assert run_apps.secret().get("DeletedDate")
     Lambda.new_container()  # past SECRET_CACHE_SECONDS: the secret is read again
     gone = lam.vend(app="billing")

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,11 +43,18 @@ class Served:
         self.process = subprocess.Popen(serve_command(), cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
+        # A safety net, not a timed assertion: a make serve that never finishes starting is ended, and the
+        # assertion below then shows what it printed.
+        watchdog = threading.Timer(300, self.process.kill)
+        watchdog.start()
         lines = []
-        for line in self.process.stdout:  # until the instructions end (or the process does)
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Ctrl-C stops everything."):
-                break
+        try:
+            for line in self.process.stdout:  # until the instructions end (or the process does)
+                lines.append(line.rstrip("\n"))
+                if line.startswith("Ctrl-C stops everything."):
+                    break
+        finally:
+            watchdog.cancel()
         self.printed = lines
         assert lines and lines[-1].startswith("Ctrl-C"), "\n".join(lines)
         self.gateway_url = re.search(r"Local vending API on (\S+)", "\n".join(lines)).group(1)  # type: ignore[union-attr]
