@@ -9,7 +9,7 @@ SCAN_VENV := .venv-scan
 PIP_FLAGS := --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint unit integration validate scan build serve bench tokens clean
+.PHONY: help demo test lint unit integration validate scan build serve bench tokens apps smoke clean
 
 help: ## this list
 	@echo "Sangoma CX token vending: make TARGET"
@@ -58,9 +58,19 @@ unit: $(VENV)/.installed ## the unit tests alone
 integration: $(VENV)/.installed ## the integration tests alone (local stack on 127.0.0.1)
 	$(PY) -m pytest tests/integration
 
-# Cached tokens, soonest expiry first (never the token).
-tokens: $(VENV)/.installed ## cached tokens: TABLE=name (AWS) or LOCAL=1 (make serve's stack)
-	PYTHONPATH=functions $(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(LOCAL),--local)
+# Operator commands (quiet: what they print is their answer): AWS with your own credentials (REGION=, STACK= or
+# TABLE=), or LOCAL=1 for `make serve`'s stack.
+# Cached tokens, soonest expiry first (never the token); CALLERS=1 adds who received each (audit log, SINCE=7d).
+tokens: $(VENV)/.installed ## cached tokens: STACK=name or TABLE=name (AWS), or LOCAL=1; CALLERS=1 SINCE=7d
+	@$(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(STACK),--stack $(STACK)) $(if $(LOCAL),--local) \
+	  $(if $(REGION),--region $(REGION)) $(if $(APP),--app $(APP)) $(if $(CALLERS),--callers) $(if $(SINCE),--since $(SINCE))
+
+apps: $(VENV)/.installed ## app secrets: ARGS="validate FILE | put APP FILE | show APP | list | check APP ... | remove APP"
+	@$(PY) -m tools.apps $(ARGS) $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK)) \
+	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION))
+
+smoke: $(VENV)/.installed ## vend once with your own AWS credentials: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
+	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION))
 
 # Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
 GATEWAY_PORT ?= 8710

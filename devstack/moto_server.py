@@ -4,6 +4,7 @@
   threads, DynamoDB's are, and single-flight tests depend on that.
 - Every AWS operation is recorded ("dynamodb.GetItem", "kms.Decrypt", ...), so a
   test can assert which calls a vend made, from outside the code under test.
+- start() raises when the port cannot be bound (moto's own waits forever).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class MotoServer(ThreadedMotoServer):
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self.calls: list[str] = []
         self._lock = threading.Lock()
+        self._start_error: OSError | None = None
 
     def _serialized(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., list[bytes]]:
         def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -46,10 +48,21 @@ class MotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call drowns test output
         app = self._serialized(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler)
+        try:
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler)
+        except (OSError, SystemExit):  # werkzeug exits when it cannot bind: tell start(), which would wait forever
+            self._start_error = OSError(f"the moto server cannot listen on {self._ip_address}:{self._port}")
+            self._server_ready_event.set()
+            return
         self._port = self._server.server_address[1]  # keep the port if we are restarted
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def start(self) -> None:
+        self._start_error = None
+        super().start()
+        if self._start_error is not None:
+            raise self._start_error
 
     def stop(self) -> None:
         super().stop()

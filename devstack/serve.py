@@ -2,6 +2,11 @@
 
 Ports are fixed (so curl commands and events/env.json can name them) and
 overridable: `make serve GATEWAY_PORT=9000 MOTO_PORT=9001 TOKEN_STUB_PORT=9002`.
+The three are checked before anything starts; a busy one ends the run at once
+with one line naming it. While it runs, `.local-stack.json` says where it listens
+(devstack/local_state.py), so `make tokens LOCAL=1` and `make apps ... LOCAL=1` find it.
+The stub token endpoint accepts the credentials of every app whose secret is in
+the local stack, so an app onboarded with `make apps ... LOCAL=1` vends too.
 """
 
 from __future__ import annotations
@@ -10,18 +15,52 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from . import local_state
 from .gateway import DEMO_CREDENTIALS, SERVICE, LocalGateway, Principal, load_credentials, quote_query_value
-from .stack import DEFAULT_SCOPES, REGION, LocalStack
+from .local_aws import REGION
+from .stack import DEFAULT_SCOPES, LocalStack
 
 GATEWAY_PORT, MOTO_PORT, TOKEN_STUB_PORT = 8710, 8711, 8712
 DEMO_APP = "demo"
 DEMO_ACCESS_KEY = "AKIALOCALDEMO0000001"
+EXAMPLE_SECRET = "examples/app-secret.json"
 # The caller in events/*.json, so `sam local invoke -e events/vend.json` against this stack vends too.
 EVENTS_CALLER = "arn:aws:iam::111122223333:role/billing-service"
+
+
+def busy_ports(ports: dict[str, int]) -> str | None:
+    """One line naming every port (by its make variable) that cannot be used, or None when all are free."""
+    problems = []
+    seen: dict[int, str] = {}
+    for variable, port in ports.items():
+        if port == 0:  # the system picks a free one
+            continue
+        if port in seen:
+            problems.append(f"{variable} and {seen[port]} are both {port}")
+        elif _in_use(port):
+            problems.append(f"port {port} ({variable}) is in use")
+        seen[port] = variable
+    if not problems:
+        return None
+    choose = " ".join(f"{variable}=<free port>" for variable in ports if any(variable in p for p in problems))
+    return f"make serve: {'; '.join(problems)}: choose another, e.g. make serve {choose}"
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the three servers do (allow_reuse_address): a port held only by closed connections is free to them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,49 +76,91 @@ def main(argv: list[str] | None = None) -> int:
                              "caller of events/*.json, or every principal in --credentials)")
     args = parser.parse_args(argv)
 
+    # Before anything starts: a busy port would otherwise be a traceback, or (moto's) a wait without end.
+    busy = busy_ports({"GATEWAY_PORT": args.gateway_port, "MOTO_PORT": args.moto_port,
+                       "TOKEN_STUB_PORT": args.token_port})
+    if busy:
+        print(busy, file=sys.stderr)
+        return 1
+
     principals = load_credentials(args.credentials)
     demo = principals.get(DEMO_ACCESS_KEY)
     allowed = args.allow or ([demo.principal_arn, EVENTS_CALLER] if demo
                               else sorted({p.principal_arn for p in principals.values()}))
 
-    stack = LocalStack(moto_port=args.moto_port, token_port=args.token_port).start()
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
     try:
+        stack = LocalStack(moto_port=args.moto_port, token_port=args.token_port)
+    except OSError as error:  # a port taken between the check and the start
+        print(f"make serve: cannot start: {error}", file=sys.stderr)
+        return 1
+    try:
+        stack.start()
         os.environ.update(stack.env)  # the handler runs in this process, against this stack
         stack.add_app(DEMO_APP, allowed_callers=allowed)
+        stack.accept_every_app()
         with LocalGateway(principals, port=args.gateway_port, quiet=False) as gateway:
-            _print_instructions(gateway.url, stack, allowed, demo)
-            stopped = threading.Event()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda *_: stopped.set())
-            while not stopped.wait(0.5):  # a timed wait lets the signal handler run promptly
-                pass
+            state = local_state.LocalState(moto_port=_port(stack.moto.url), token_port=_port(stack.token_endpoint.url),
+                                           gateway_port=_port(gateway.url), region=REGION, pid=os.getpid())
+            written = local_state.write(state)
+            try:
+                _print_instructions(state, allowed, demo, stack.token_endpoint.url)
+                while not stopped.wait(0.5):  # a timed wait lets the signal handler run promptly
+                    pass
+            finally:
+                local_state.remove(state.pid, written)
+    except OSError as error:  # a port taken between the check and the start
+        print(f"make serve: cannot start: {error}", file=sys.stderr)
+        return 1
     finally:
         stack.stop()
     print("\nstopped", file=sys.stderr)
     return 0
 
 
-def _print_instructions(url: str, stack: LocalStack, allowed: list[str], demo: Principal | None) -> None:
+def _port(url: str) -> int:
+    return int(urlsplit(url).port or 0)
+
+
+def _print_instructions(state: local_state.LocalState, allowed: list[str], demo: Principal | None,
+                        token_url: str) -> None:
+    url = state.gateway_url
     scope = " ".join(DEFAULT_SCOPES)
-    token_url = f"{url}/apps/{DEMO_APP}/token?scope={quote_query_value(scope)}"
+    encoded_url = f"{url}/apps/{DEMO_APP}/token?scope={quote_query_value(scope)}"
+    plain_url = f"{url}/apps/{DEMO_APP}/token?scope={scope}"
     # The demo key is a committed fake that works only here; a secret from another file is never printed.
     key, secret = (demo.access_key_id, demo.secret_access_key) if demo else ("KEY", "SECRET")
+    local = " LOCAL=1"
     print(f"""
 Local vending API on {url}  (SigV4: region {REGION}, service {SERVICE})
-  moto (Secrets Manager, DynamoDB, KMS): {stack.moto.url}
-  stub Sangoma token endpoint:           {stack.token_endpoint.url}
+  moto (Secrets Manager, DynamoDB, KMS): {state.moto_url}
+  stub Sangoma token endpoint:           {token_url}  (accepts every app in the local stack)
   app {DEMO_APP!r}: scopes {scope!r}, allowed callers {allowed}
 
 Get a token (in another terminal):
 
   curl --aws-sigv4 "aws:amz:{REGION}:{SERVICE}" --user {shlex.quote(f"{key}:{secret}")} \\
-    {shlex.quote(token_url)}
+    {shlex.quote(encoded_url)}
 
-or with the client package:
+  .venv/bin/awscurl --service {SERVICE} --region {REGION} \\
+    --access_key {key} --secret_key {shlex.quote(secret)} \\
+    {shlex.quote(plain_url)}
 
   AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={shlex.quote(secret)} \\
-    PYTHONPATH=layers/client/python .venv/bin/python -m sangoma_token_client get \\
+    .venv/bin/python -m sangoma_token_client get \\
     --url {url} --region {REGION} --app {DEMO_APP} --scope {shlex.quote(scope)}
+
+Onboard an app of your own and vend its token:
+
+  make apps ARGS="put billing {EXAMPLE_SECRET}"{local}
+  AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={shlex.quote(secret)} \\
+    make smoke URL={url} APP=billing SCOPE=cx.agent-calls
+
+List the cached tokens (never the tokens themselves):
+
+  make tokens{local}
 
 Ctrl-C stops everything.
 """, flush=True)

@@ -3,6 +3,10 @@
     with LocalStack() as stack:
         stack.add_app("demo", allowed_callers=[...], allowed_scopes=[...])
         os.environ.update(stack.env)   # then call the real handler
+
+The stub token endpoint knows only the credentials add_app registers, unless
+accept_every_app() makes it accept every app whose secret is in the stack (what
+`make serve` does, so an app stored with `tools.apps put --local` vends too).
 """
 
 from __future__ import annotations
@@ -14,14 +18,12 @@ from typing import Any
 
 import boto3
 
-from .local_aws import REGION
+from .local_aws import KEY_ALIAS, REGION, SECRET_PREFIX, TABLE_NAME
 from .moto_server import MotoServer
 from .stub_token_endpoint import StubTokenEndpoint
 from .template import table_definition, ttl_attribute
 
-TABLE_NAME = "sangoma-token-vending-local"
-KEY_ALIAS = "alias/sangoma-token-vending-local"
-SECRET_PREFIX = "sangoma/token-vending/"
+__all__ = ["DEFAULT_SCOPES", "KEY_ALIAS", "REGION", "SECRET_PREFIX", "TABLE_NAME", "LocalStack"]
 DEFAULT_SCOPES = ("cx.agent-calls", "cx.queue-calls")
 
 
@@ -102,6 +104,32 @@ class LocalStack:
         if register_with_endpoint:
             self.token_endpoint.clients[secret["client_id"]] = secret["client_secret"]
         return secret
+
+    def accept_every_app(self, prefix: str = SECRET_PREFIX) -> None:
+        """From now on the stub accepts the current credentials of every app secret under the prefix."""
+        self.token_endpoint.credentials_source = lambda: self.app_credentials(prefix)
+
+    def app_credentials(self, prefix: str = SECRET_PREFIX) -> dict[str, str]:
+        """client_id -> client_secret of every app secret under the prefix (current versions; not deleted)."""
+        # Called from the stub's request threads: a session of its own (boto3's default one is not thread-safe).
+        manager = boto3.session.Session().client(
+            "secretsmanager", endpoint_url=self.moto.url, region_name=REGION,
+            aws_access_key_id="testing", aws_secret_access_key="testing")
+        found: dict[str, str] = {}
+        for page in manager.get_paginator("list_secrets").paginate(
+                Filters=[{"Key": "name", "Values": [prefix]}]):
+            for listed in page["SecretList"]:
+                if not listed["Name"].startswith(prefix):
+                    continue
+                try:
+                    data = json.loads(manager.get_secret_value(SecretId=listed["ARN"]).get("SecretString") or "")
+                except (ValueError, manager.exceptions.ResourceNotFoundException,
+                        manager.exceptions.InvalidRequestException):
+                    continue  # not JSON, or deleted meanwhile: no credentials to accept
+                if isinstance(data, dict) and isinstance(data.get("client_id"), str) \
+                        and isinstance(data.get("client_secret"), str):
+                    found[data["client_id"]] = data["client_secret"]
+        return found
 
     def put_secret(self, app: str, secret_string: str) -> str:
         """Store a raw SecretString (new secret or new AWSCURRENT version); returns the VersionId."""

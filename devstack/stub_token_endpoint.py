@@ -3,6 +3,10 @@
 By default it behaves like the real one (client_credentials grant, HTTP Basic
 auth, a new opaque token per request, expires_in about 281 days). Tests script
 faults with `queue(Reply(...))` and read back what it received.
+
+It accepts the credentials in `clients`, and, when `credentials_source` is set
+(`make serve` sets it: LocalStack.accept_every_app), those it returns at the time
+of the request; anything else is `invalid_client`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -51,6 +56,8 @@ class Received:
 class StubTokenEndpoint:
     def __init__(self, port: int = 0) -> None:
         self.clients: dict[str, str] = {}
+        # Further client_id -> client_secret pairs, looked up on each request (None: only `clients`).
+        self.credentials_source: Callable[[], Mapping[str, str]] | None = None
         self.received: list[Received] = []
         self.delay = 0.0  # applied to every default answer
         self.expires_in: Any = DEFAULT_EXPIRES_IN
@@ -71,7 +78,8 @@ class StubTokenEndpoint:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever() that was never started
+            self._server.shutdown()
         self._server.server_close()
 
     def reset(self) -> None:
@@ -80,6 +88,7 @@ class StubTokenEndpoint:
             self.received.clear()
             self._replies.clear()
             self._issued.clear()
+        self.credentials_source = None
         self.delay, self.expires_in, self.same_token = 0.0, DEFAULT_EXPIRES_IN, False
 
     def queue(self, *replies: Reply) -> None:
@@ -95,7 +104,7 @@ class StubTokenEndpoint:
             self.received.append(received)
             if self._replies:
                 return self._replies.pop(0)
-        if self.clients.get(received.client_id or "") != received.client_secret or received.client_id is None:
+        if received.client_id is None or self._secret_of(received.client_id) != received.client_secret:
             return Reply(401, {"error": "invalid_client", "error_description": "bad client credentials"})
         scope = received.scope
         if received.form.get("grant_type") != ["client_credentials"] or not scope:
@@ -107,6 +116,12 @@ class StubTokenEndpoint:
             self._issued[key] = token
         body = {"access_token": token, "scope": scope, "token_type": "bearer", "expires_in": self.expires_in}
         return Reply(200, body, delay=self.delay)
+
+    def _secret_of(self, client_id: str) -> str | None:
+        known = self.clients.get(client_id)
+        if known is None and self.credentials_source is not None:
+            known = self.credentials_source().get(client_id)
+        return known
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self

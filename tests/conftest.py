@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +28,19 @@ def captured_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], st
 
     yield read
     std_logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_stack_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where `make serve` (and what reads it) keeps .local-stack.json during the tests: never the repository's,
+    so a `make serve` the developer is running is left alone."""
+    from devstack.local_state import FILE_VARIABLE
+
+    path = tmp_path_factory.mktemp("local-stack") / ".local-stack.json"
+    previous = os.environ.get(FILE_VARIABLE)
+    os.environ[FILE_VARIABLE] = str(path)  # subprocesses inherit it
+    yield path
+    if previous is None:
+        os.environ.pop(FILE_VARIABLE, None)
+    else:
+        os.environ[FILE_VARIABLE] = previous

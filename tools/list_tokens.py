@@ -1,13 +1,18 @@
 """List the cached tokens in the token table, soonest expiry first: never the token itself.
 
-    make tokens TABLE=<TokenTableName output>        # against AWS (your usual credentials/region)
+    make tokens STACK=<stack name>                   # against AWS (your usual credentials; REGION=...)
+    make tokens TABLE=<TokenTableName output>        # the same, naming the table
     make tokens LOCAL=1                              # against `make serve`'s local stack
-    python -m tools.list_tokens --table NAME [--region R] [--endpoint-url URL] [--json]
+    make tokens STACK=<stack name> CALLERS=1 SINCE=7d   # and who received each token (audit log)
+    python -m tools.list_tokens [--table NAME | --stack NAME | --local] [--app APP] [--region R] [--json]
+                                [--callers [--since 7d] [--log-group NAME]]
 
 It reads the same metadata the scheduled pre-warm reads (TokenStore.entries):
-app, scope, expiry, fingerprint (the vend answer's `fingerprint`), and which
-credentials minted it (credential id and the secret version). It needs only
-`dynamodb:Scan` on the table; the sealed tokens are not read, so no KMS access.
+app, scope, when it was minted, expiry, fingerprint (the vend answer's `fingerprint`),
+and which credentials minted it (credential id and the secret version). It needs
+only `dynamodb:Scan` on the table; the sealed tokens are not read, so no KMS access.
+--callers (AWS only) also runs a CloudWatch Logs Insights query over the function's
+log group (`logs:StartQuery`, `logs:GetQueryResults`) for the listed fingerprints.
 """
 
 from __future__ import annotations
@@ -21,27 +26,29 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import boto3
 from token_vending.token_store import TokenStore
 
-from devstack.stack import REGION as LOCAL_REGION
-from devstack.stack import TABLE_NAME as LOCAL_TABLE
+from devstack.local_aws import TABLE_NAME as LOCAL_TABLE
 
-LOCAL_ENDPOINT = "http://127.0.0.1:8711"  # `make serve`'s moto server
-COLUMNS = ("expires_at", "left", "app", "scope", "fingerprint", "credential_id", "secret_version", "renewal")
+from . import audit_queries, targets
+from .targets import ToolError
+
+COLUMNS = ("expires_at", "left", "minted", "app", "scope", "fingerprint", "credential_id", "secret_version",
+           "renewal")
+LOG_GROUP_RESOURCE = "TokenVendingLogGroup"  # template.yaml's logical id of the function's log group
+TABLE_OUTPUT = "TokenTableName"
 
 
 def rows(entries: Iterable[Mapping[str, Any]], now: float) -> list[dict[str, str]]:
     """One printable row per entry, soonest expiry first."""
     listed = []
     for entry in entries:
-        try:
-            expires_at = float(entry.get("expires_at", 0))
-        except (TypeError, ValueError):
-            expires_at = 0.0
+        expires_at = _number(entry.get("expires_at")) or 0.0
+        minted = _number(entry.get("stored_at"))
         listed.append((expires_at, {
-            "expires_at": datetime.fromtimestamp(int(expires_at), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "expires_at": _time(expires_at),
             "left": _duration(expires_at - now),
+            "minted": _time(minted) if minted else "?",
             "app": str(entry.get("app", "?")),
             "scope": str(entry.get("scope", "?")),
             "fingerprint": str(entry.get("fingerprint", "?")),
@@ -53,6 +60,17 @@ def rows(entries: Iterable[Mapping[str, Any]], now: float) -> list[dict[str, str
     return [row for _, row in sorted(listed, key=lambda pair: pair[0])]
 
 
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _time(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _duration(seconds: float) -> str:
     if seconds <= 0:
         return "expired"
@@ -61,43 +79,80 @@ def _duration(seconds: float) -> str:
 
 
 def print_table(printable: list[dict[str, str]], out: TextIO) -> None:
-    widths = {name: max([len(name), *(len(row[name]) for row in printable)]) for name in COLUMNS}
+    widths = {name: max(len(name), *(len(row[name]) for row in printable)) for name in COLUMNS}
     out.write("  ".join(name.upper().ljust(widths[name]) for name in COLUMNS).rstrip() + "\n")
     for row in printable:
         out.write("  ".join(row[name].ljust(widths[name]) for name in COLUMNS).rstrip() + "\n")
 
 
-def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.list_tokens", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", default=os.environ.get("TOKEN_TABLE_NAME"),
-                        help="the token table (default: $TOKEN_TABLE_NAME)")
-    parser.add_argument("--region", default=None, help="AWS region (default: your configuration)")
-    parser.add_argument("--endpoint-url", default=None, help="DynamoDB endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
-    parser.add_argument("--local", action="store_true", help=f"the local stack of `make serve` ({LOCAL_ENDPOINT})")
+                        help="the token table (default: $TOKEN_TABLE_NAME, else the stack's TokenTableName output)")
+    parser.add_argument("--stack", help=f"the deployed stack (default: {targets.DEFAULT_STACK})")
+    parser.add_argument("--region", default=None, help="AWS region (default: $AWS_REGION, else your configuration)")
+    parser.add_argument("--profile", help="AWS profile (default: botocore's credential chain)")
+    parser.add_argument("--local", action="store_true", help="the local stack of a running `make serve`")
+    parser.add_argument("--app", help="only this app's tokens")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    parser.add_argument("--callers", action="store_true",
+                        help="also show which callers received each listed token (AWS only: Logs Insights)")
+    parser.add_argument("--since", default="7d", help="the period --callers searches: 30m, 12h, 7d, 2w (default 7d)")
+    parser.add_argument("--log-group", help="the function's log group (default: the stack's TokenVendingLogGroup)")
     args = parser.parse_args(argv)
+    try:
+        return _run(args, out or sys.stdout)
+    except ToolError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
-    client_args: dict[str, Any] = {"region_name": args.region, "endpoint_url": args.endpoint_url}
-    if args.local:
-        client_args.update(region_name=LOCAL_REGION, endpoint_url=args.endpoint_url or LOCAL_ENDPOINT,
-                           aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - moto's
-        args.table = args.table or LOCAL_TABLE
-    if not args.table:
-        parser.error("name the table: --table NAME (the stack's TokenTableName output) or $TOKEN_TABLE_NAME")
-    dynamodb = boto3.client("dynamodb", **client_args)
-    store = TokenStore(lambda: dynamodb, lambda: None, args.table, kms_key_id="")
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.callers and args.local:
+        raise ToolError("--callers reads the function's audit log in CloudWatch Logs: AWS only (the local stack's "
+                        "audit lines go to make serve's terminal)")
+    try:
+        since_seconds = audit_queries.parse_since(args.since)
+    except ValueError as error:
+        raise ToolError(str(error)) from None
+    target = targets.resolve(argparse.Namespace(local=args.local, region=args.region, profile=args.profile,
+                                                prefix=None, stack=args.stack), needs_prefix=False)
+    table = LOCAL_TABLE if args.local else args.table or targets.stack_output(target, args.stack, TABLE_OUTPUT)
+    dynamodb = target.client("dynamodb")
+    store = TokenStore(lambda: dynamodb, lambda: None, table, kms_key_id="")
     try:
         printable = rows(store.entries(), time.time())
     except Exception as error:  # StoreUnavailable: the message names only the error code
-        print(f"cannot read table {args.table}: {error}", file=sys.stderr)
-        return 1
+        raise ToolError(f"cannot read table {table}: {error}") from None
+    if args.app:
+        printable = [row for row in printable if row["app"] == args.app]
     if args.json:
         for row in printable:
             out.write(json.dumps(row) + "\n")
-    else:
+    elif printable:
         print_table(printable, out)
+    else:
+        out.write(f"no cached tokens in {table}{f' for app {args.app}' if args.app else ''}\n")
+    if args.callers and printable:
+        _print_callers(target, args, [row["fingerprint"] for row in printable], since_seconds, out)
     return 0
+
+
+def _print_callers(target: targets.Target, args: argparse.Namespace, fingerprints: list[str], since_seconds: int,
+                   out: TextIO) -> None:
+    log_group = args.log_group or targets.stack_resource(target, args.stack, LOG_GROUP_RESOURCE)
+    logs = target.client("logs")
+    end = time.time()
+    found: list[dict[str, str]] = []
+    listed = [fingerprint for fingerprint in fingerprints if audit_queries.FINGERPRINT.fullmatch(fingerprint)]
+    with targets.aws_errors("logs StartQuery/GetQueryResults"):
+        for query in audit_queries.callers_queries(listed):
+            try:
+                found += audit_queries.run_query(logs, log_group, query, end - since_seconds, end)
+            except audit_queries.QueryFailed as error:
+                raise ToolError(str(error)) from None
+    out.write("\n" + "\n".join(audit_queries.format_callers(listed, found, args.since)) + "\n")
 
 
 if __name__ == "__main__":

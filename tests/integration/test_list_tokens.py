@@ -1,20 +1,25 @@
-"""`make tokens`: the operator's listing of cached tokens, run as a separate process against the stack."""
+"""`make tokens`: the operator's listing of cached tokens, run as a separate process against the stack (AWS mode,
+with moto as the account)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from .conftest import Lambda, child_env
+from .conftest import CALLER_ROLE, Lambda, child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def list_tokens(lam: Lambda, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tools.list_tokens", *args], cwd=ROOT, env=child_env(lam.stack),
-                          capture_output=True, text=True, timeout=60, check=False)
+def list_tokens(lam: Lambda, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tools.list_tokens", *args], cwd=ROOT,
+                          env={**child_env(lam.stack), **(env or {})}, capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def test_lists_cached_tokens_soonest_expiry_first_without_the_tokens(lam: Lambda) -> None:
@@ -44,10 +49,65 @@ def test_prints_a_table_by_default_and_fails_clearly_without_a_table_name(lam: L
     table = list_tokens(lam)
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()
-    assert header.split() == ["EXPIRES_AT", "LEFT", "APP", "SCOPE", "FINGERPRINT", "CREDENTIAL_ID", "SECRET_VERSION",
-                              "RENEWAL"]
+    assert header.split() == ["EXPIRES_AT", "LEFT", "MINTED", "APP", "SCOPE", "FINGERPRINT", "CREDENTIAL_ID",
+                              "SECRET_VERSION", "RENEWAL"]
     assert token["fingerprint"] in row and token["access_token"] not in table.stdout
 
     missing = list_tokens(lam, "--table", "no-such-table")
     assert missing.returncode == 1
     assert "cannot read table no-such-table: ResourceNotFoundException" in missing.stderr
+
+
+def test_minted_is_when_the_token_was_fetched_from_the_token_endpoint(lam: Lambda) -> None:
+    before = time.time()
+    token = lam.vend().body
+    after = time.time()
+    assert token
+
+    row = json.loads(list_tokens(lam, "--json").stdout)
+    minted = datetime.strptime(row["minted"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+    assert int(before) <= minted <= after
+
+
+def test_app_narrows_the_list_and_an_empty_list_says_so(lam: Lambda) -> None:
+    lam.stack.add_app("billing", allowed_callers=[CALLER_ROLE])
+    lam.vend(app="billing")
+    lam.vend(app="demo")
+
+    billing = list_tokens(lam, "--json", "--app", "billing")
+    nobody = list_tokens(lam, "--app", "nobody")
+
+    assert [json.loads(line)["app"] for line in billing.stdout.splitlines()] == ["billing"]
+    assert (nobody.returncode, nobody.stdout) == (0, "no cached tokens in sangoma-token-vending-local for app nobody\n")
+
+
+def test_callers_needs_the_audit_log_in_aws_and_a_period_it_understands(lam: Lambda) -> None:
+    local = list_tokens(lam, "--local", "--callers")
+    bad_since = list_tokens(lam, "--callers", "--since", "7 days")
+
+    assert local.returncode == 1
+    assert local.stderr.startswith("error: --callers reads the function's audit log in CloudWatch Logs: AWS only")
+    assert (bad_since.returncode, bad_since.stderr) == (1, "error: --since takes a number and a unit: 30m, 12h, 7d, "
+                                                           "2w\n")
+
+
+def test_the_table_and_the_log_group_come_from_the_stack(lam: Lambda) -> None:
+    from devstack.template import resource
+    from tools import list_tokens as tool
+    from tools import targets
+
+    template = {"Resources": {
+        "TokenTable": {"Type": "AWS::DynamoDB::Table", "Properties": resource("TokenTable")["Properties"]},
+        tool.LOG_GROUP_RESOURCE: {"Type": "AWS::Logs::LogGroup", "Properties": {}}},
+        "Outputs": {tool.TABLE_OUTPUT: {"Value": {"Ref": "TokenTable"}}}}
+    lam.stack.client("cloudformation").create_stack(StackName="vending-test", TemplateBody=json.dumps(template))
+
+    listed = list_tokens(lam, "--stack", "vending-test", env={"TOKEN_TABLE_NAME": ""})
+    target = targets.resolve(argparse.Namespace(local=False, region=None, profile=None, prefix=None,
+                                                stack="vending-test"), needs_prefix=False)
+
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert listed.stdout.startswith("no cached tokens in vending-test-TokenTable-")
+    assert targets.stack_resource(target, "vending-test", tool.LOG_GROUP_RESOURCE).startswith(
+        "vending-test-TokenVendingLogGroup-")

@@ -1,0 +1,70 @@
+"""The operator commands the README shows, as the tests run them.
+
+The README's onboarding, smoke-test and audit sections show these lines; tests run every
+one that can run offline (LOCAL_FLOW against `make serve`, AWS_FLOW against the moto
+server standing in for an account), and tests/unit/test_readme_commands.py checks that
+the README shows no operator command outside these lists. Commands are written with the
+default gateway URL; render() puts a test's own port in.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8710"
+DEMO_KEYS = ("AWS_ACCESS_KEY_ID=AKIALOCALDEMO0000001 "
+             "AWS_SECRET_ACCESS_KEY=local-demo-secret-not-a-real-aws-key")
+LOCAL_CALLER = "arn:aws:iam::111122223333:user/local-demo-caller"  # the demo key's principal (make serve)
+PROD_STACK = "sangoma-token-vending-prod"
+
+# "Trying your own app locally": with `make serve` running (tests/integration/test_serve.py).
+LOCAL_FLOW = [
+    'make apps ARGS="validate examples/app-secret.json"',
+    'make apps ARGS="put billing examples/app-secret.json" LOCAL=1',
+    'make apps ARGS="list" LOCAL=1',
+    'make apps ARGS="show billing" LOCAL=1',
+    f'make apps ARGS="check billing --caller {LOCAL_CALLER} --scope cx.agent-calls" LOCAL=1',
+    f"{DEMO_KEYS} make smoke URL={DEFAULT_GATEWAY} APP=billing SCOPE=cx.agent-calls",
+    f"{DEMO_KEYS} .venv/bin/python -m sangoma_token_client get --url {DEFAULT_GATEWAY} --app billing "
+    "--scope cx.agent-calls",
+    "make tokens LOCAL=1",
+    'make apps ARGS="remove billing" LOCAL=1',
+]
+
+# "Onboarding an app" and "Who got which token" in an account (tests/integration/test_operator_readme.py runs
+# them against moto, with AWS_ENDPOINT_URL, HOME and URL set by the test).
+AWS_FLOW = [
+    'make apps ARGS="validate ~/billing-secret.json"',
+    f'make apps ARGS="put billing ~/billing-secret.json" STACK={PROD_STACK}',
+    f'make apps ARGS="list" STACK={PROD_STACK}',
+    f'make apps ARGS="show billing" STACK={PROD_STACK}',
+    'make apps ARGS="check billing --caller arn:aws:sts::111122223333:assumed-role/billing-service/any-session '
+    f"--scope 'cx.agent-calls cx.queue-calls'\" STACK={PROD_STACK}",
+    'make smoke URL=$URL APP=billing SCOPE="cx.agent-calls cx.queue-calls"',
+    f"make tokens STACK={PROD_STACK}",
+    f'make apps ARGS="remove billing" STACK={PROD_STACK}',
+    f'make apps ARGS="restore billing" STACK={PROD_STACK}',
+]
+
+# Shown in the README but needing a real account (Logs Insights, the aws CLI): their offline parts are
+# unit-tested (tests/unit/test_audit_queries.py).
+AWS_ONLY = [
+    f"make tokens STACK={PROD_STACK} CALLERS=1 SINCE=7d",
+    f"make tokens STACK={PROD_STACK} APP=billing CALLERS=1 SINCE=30d",
+    "make tokens TABLE=$(aws cloudformation describe-stacks --stack-name STACK "
+    "--query \"Stacks[0].Outputs[?OutputKey=='TokenTableName'].OutputValue\" --output text)",
+    "PYTHONPATH=functions .venv/bin/python -m tools.list_tokens --table NAME --region eu-west-1 --json",
+]
+
+
+def render(command: str, gateway_url: str) -> str:
+    return command.replace(DEFAULT_GATEWAY, gateway_url)
+
+
+def shell_env(**extra: str) -> dict[str, str]:
+    """An operator's shell: none of the test run's AWS settings or make state (a make inside `make test` would
+    otherwise announce the directories it enters), nothing read from ~/.aws."""
+    inherited = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_") and name not in inherited}
+    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, PYTHONUNBUFFERED="1", **extra)
+    return env

@@ -1,0 +1,247 @@
+"""`make serve` as a user runs it: busy ports, .local-stack.json, every command it prints, and a second app
+onboarded with the README's own commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack import local_state
+
+from .operator_commands import DEMO_KEYS, LOCAL_FLOW, render, shell_env
+
+ROOT = Path(__file__).resolve().parents[2]
+SCOPES = "cx.agent-calls cx.queue-calls"
+PORT_OPTIONS = {"GATEWAY_PORT": "--gateway-port", "MOTO_PORT": "--moto-port", "TOKEN_STUB_PORT": "--token-port"}
+
+
+def serve_command(**ports: int) -> list[str]:
+    command = [sys.executable, "-m", "devstack.serve"]
+    for variable, option in PORT_OPTIONS.items():
+        command += [option, str(ports.get(variable, 0))]
+    return command
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    return shell_env(**extra)
+
+
+class Served:
+    """A running `make serve` (python -m devstack.serve on free ports) and what it printed."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(serve_command(), cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        # A safety net, not a timed assertion: a make serve that never finishes starting is ended, and the
+        # assertion below then shows what it printed.
+        watchdog = threading.Timer(300, self.process.kill)
+        watchdog.start()
+        lines = []
+        try:
+            for line in self.process.stdout:  # until the instructions end (or the process does)
+                lines.append(line.rstrip("\n"))
+                if line.startswith("Ctrl-C stops everything."):
+                    break
+        finally:
+            watchdog.cancel()
+        self.printed = lines
+        assert lines and lines[-1].startswith("Ctrl-C"), "\n".join(lines)
+        self.gateway_url = re.search(r"Local vending API on (\S+)", "\n".join(lines)).group(1)  # type: ignore[union-attr]
+
+    def commands(self) -> list[str]:
+        """Each command it prints (indented, continuation lines joined)."""
+        commands: list[str] = []
+        continued = False
+        for line in self.printed:
+            text = line.strip()
+            first = text.split(" ")[0]
+            if continued:
+                commands[-1] += " " + text.rstrip("\\").strip()
+            elif line.startswith("  ") and (first in {"curl", ".venv/bin/awscurl", "make"}
+                                            or first.startswith("AWS_ACCESS_KEY_ID=")):
+                commands.append(text.rstrip("\\").strip())
+            else:
+                continue
+            continued = text.endswith("\\")
+        return commands
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream:
+                    stream.close()
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    server = Served()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+def run(command: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """A command as a user pastes it into a shell at the repository root."""
+    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=clean_env(**extra_env), capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+# -- busy ports -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize("variable", list(PORT_OPTIONS))
+def test_a_busy_port_ends_make_serve_at_once_with_one_line_naming_it(variable: str, taken_port: int) -> None:
+    # Before, a busy gateway or stub port was a traceback and a busy moto port a wait without end.
+    result = subprocess.run(serve_command(**{variable: taken_port}), cwd=ROOT, env=clean_env(), capture_output=True,
+                            text=True, timeout=60, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr == (f"make serve: port {taken_port} ({variable}) is in use: choose another, e.g. "
+                             f"make serve {variable}=<free port>\n")
+    assert result.stdout == ""
+    assert not local_state.state_file().exists()
+
+
+def test_the_same_port_twice_is_refused_too() -> None:
+    result = subprocess.run(serve_command(GATEWAY_PORT=8799, MOTO_PORT=8799), cwd=ROOT, env=clean_env(),
+                            capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 1
+    assert "MOTO_PORT and GATEWAY_PORT are both 8799" in result.stderr
+
+
+def test_make_serve_with_a_busy_port_through_make(taken_port: int) -> None:
+    result = run(f"make serve MOTO_PORT={taken_port}")
+
+    assert result.returncode != 0
+    assert f"make serve: port {taken_port} (MOTO_PORT) is in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- .local-stack.json ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_local_stack_file_names_the_ports_while_serving_and_goes_on_exit(signum: int) -> None:
+    server = Served()
+    try:
+        state = json.loads(local_state.state_file().read_text())
+        assert state["pid"] == server.process.pid and state["region"] == "us-east-1"
+        assert f"http://127.0.0.1:{state['gateway_port']}" == server.gateway_url
+        assert f"moto (Secrets Manager, DynamoDB, KMS): http://127.0.0.1:{state['moto_port']}" in "\n".join(
+            server.printed)
+        assert f"http://127.0.0.1:{state['token_port']}/oauth/token" in "\n".join(server.printed)
+    finally:
+        code = server.stop(signum)
+
+    assert code == 0
+    assert not local_state.state_file().exists()
+
+
+def test_make_tokens_local_says_in_one_line_when_make_serve_is_not_running(tmp_path: Path) -> None:
+    assert not local_state.state_file().exists()
+    missing = run("make tokens LOCAL=1")
+
+    left_over = tmp_path / "left-over.json"  # a make serve that was killed: its process is gone
+    left_over.write_text(json.dumps({"moto_port": 1, "token_port": 2, "gateway_port": 3, "region": "us-east-1",
+                                     "pid": _a_finished_process()}))
+    stale = run("make tokens LOCAL=1", SANGOMA_LOCAL_STACK_FILE=str(left_over))
+
+    for result in (missing, stale):
+        assert result.returncode != 0
+        errors = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
+        assert len(errors) == 1, result.stderr
+        assert errors[0].startswith("error: make serve is not running (")
+    assert "which has exited" in stale.stderr
+
+
+def _a_finished_process() -> int:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    return int(finished.stdout)
+
+
+def test_make_tokens_without_a_region_says_so_in_one_line() -> None:
+    result = run(".venv/bin/python -m tools.list_tokens --table sangoma-token-vending-table")
+
+    assert result.returncode == 1
+    assert result.stderr == ("error: no AWS region: pass --region (REGION=... with make), or set AWS_REGION or "
+                             "AWS_DEFAULT_REGION\n")
+
+
+# -- what make serve prints -------------------------------------------------------------------------
+
+CURL_SIGV4 = shutil.which("curl") is not None and "--aws-sigv4" in subprocess.run(
+    ["curl", "--help", "all"], capture_output=True, text=True, check=False).stdout
+
+
+def test_every_command_make_serve_prints_works_as_printed(served: Served) -> None:
+    commands = served.commands()
+    kinds = [command.split(" ")[0] if not command.startswith("AWS_") else command.split(" ")[2]
+             for command in commands]
+    assert kinds == ["curl", ".venv/bin/awscurl", ".venv/bin/python", "make", "make", "make"], commands
+    curl, awscurl, client, put_app, smoke, tokens = commands
+    if not CURL_SIGV4:
+        pytest.skip("curl with --aws-sigv4 (7.75+) is not installed")
+
+    for command in (curl, awscurl, client):
+        result = run(command)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+        assert json.loads(result.stdout)["scope"] == SCOPES, command
+
+    # The onboarding lines: a second app, stored in the local stack, vends through the same gateway.
+    assert put_app == 'make apps ARGS="put billing examples/app-secret.json" LOCAL=1'
+    assert run(put_app).returncode == 0
+    smoked = run(smoke)
+    assert smoked.returncode == 0, smoked.stdout + smoked.stderr
+    assert "OK: a bearer token for billing, scope 'cx.agent-calls'" in smoked.stdout
+    listed = run(tokens)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("EXPIRES_AT"), listed.stdout
+    assert sorted(line.split()[3] for line in listed.stdout.splitlines()[1:]) == ["billing", "demo"]
+
+
+def test_a_second_app_onboarded_locally_vends_with_the_readmes_commands(served: Served) -> None:
+    """The README's "trying your own app locally", command by command, against a running make serve."""
+    results = {}
+    for command in LOCAL_FLOW:
+        result = run(render(command, served.gateway_url))
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+        results[command] = result.stdout
+
+    validate, put, listed, show, check, smoke, client, tokens, remove = LOCAL_FLOW
+    assert results[validate] == "examples/app-secret.json: valid (2 scopes, 2 callers)\n"
+    assert results[put].startswith("created sangoma/token-vending/billing (version ")
+    assert [line.split()[0] for line in results[listed].splitlines()] == ["APP", "billing", "demo"]
+    assert "allowed_callers:\n  arn:aws:iam::111122223333:role/billing-service" in results[show]
+    assert "client-secret" not in results[show] and "billing-client-id" not in results[show]
+    assert results[check].startswith("allowed: arn:aws:iam::111122223333:user/local-demo-caller may have billing's")
+    assert "OK: a bearer token for billing" in results[smoke]
+    answer = json.loads(results[client])
+    assert answer["scope"] == "cx.agent-calls"
+    rows = [line.split() for line in results[tokens].splitlines()[1:]]
+    assert [(row[3], row[4], row[5]) for row in rows] == [("billing", "cx.agent-calls", answer["fingerprint"])]
+    assert results[remove].startswith("scheduled the deletion of sangoma/token-vending/billing for ")
+    assert DEMO_KEYS.split()[0] in smoke

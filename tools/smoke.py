@@ -1,0 +1,144 @@
+"""Smoke test: vend one token with your own AWS credentials, as a service would, and say what failed.
+
+    make smoke URL=<VendingUrl> APP=billing SCOPE="cx.agent-calls cx.queue-calls" [REGION=us-east-1]
+    python -m tools.smoke --url URL --app APP --scope SCOPE [--region R] [--profile P]
+
+It calls the service through the client package (sangoma_token_client) with botocore's
+credential chain, once (no retries, so a 503 shows as it is), prints the answer without
+the token, and on failure says in words what to look at. Exit status 0 or 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import botocore.exceptions
+import botocore.session
+from sangoma_token_client import TokenClient, TokenVendingError
+
+# What each failure means for the operator, keyed by the error the client reports: the service's
+# code, API Gateway's error type, or the client's own. {app}, {region}, {url} are filled in.
+ADVICE = {
+    # API Gateway refused the request before the function saw it.
+    "MissingAuthenticationTokenException":
+        "API Gateway found no signature, or no such route: use the stack's VendingUrl output as it is (it ends in "
+        "/v1) and sign the request (the client does; a plain curl does not)",
+    "InvalidSignatureException":
+        "API Gateway refused the signature: sign for the API's region ({region} was used; an execute-api URL names "
+        "its region), and check the secret access key and this machine's clock",
+    "IncompleteSignatureException":
+        "API Gateway found a malformed signature: sign with SigV4 for service execute-api",
+    "UnrecognizedClientException":
+        "API Gateway does not know these credentials: they are wrong, or temporary ones have expired "
+        "(refresh them: aws sso login, or assume the role again)",
+    "ExpiredTokenException":
+        "your temporary credentials have expired: refresh them (aws sso login, or assume the role again)",
+    "AccessDeniedException":
+        "the API's resource policy or your IAM policy refuses this principal: the API admits principals of the "
+        "deploying account (or of the OrganizationId the stack names), and a principal of another account also "
+        "needs execute-api:Invoke on the API in its own IAM policy",
+    "ForbiddenException":
+        "API Gateway refused the request (a private API reached from outside its VPC endpoint?)",
+    "TooManyRequestsException":
+        "API Gateway throttled the request (the stage's ApiThrottlingRateLimit/BurstLimit): try again shortly",
+    "http_429": "throttled: try again shortly",
+    # The function's answers.
+    "access_denied":
+        "the app's allowed_callers does not list your principal (or the request carried no IAM identity): "
+        "see who may with `make apps ARGS=\"check {app} --caller YOUR_ARN --scope ...\"` and add yours with "
+        "`make apps ARGS=\"put {app} FILE\"`",
+    "invalid_scope":
+        "a scope is not in the app's allowed_scopes: `make apps ARGS=\"show {app}\"` lists them",
+    "unknown_app":
+        "there is no secret for {app} under the stack's prefix (a typo, another stack or prefix, or its deletion "
+        "is scheduled): `make apps ARGS=\"list\"`",
+    "invalid_request":
+        "the app name or a scope is malformed (app: letters, digits, '_' and '-', up to 64; scopes: "
+        "space-separated tokens)",
+    "upstream_error":
+        "Sangoma's token endpoint rejected the app's client credentials or answered something unusable: check "
+        "client_id and client_secret in the app's secret (store new ones with `make apps ARGS=\"put {app} "
+        "FILE\"`); the UpstreamFailures query shows what the endpoint answered",
+    "upstream_unavailable":
+        "Sangoma's token endpoint is unreachable, slow or asking us to wait: try again after Retry-After; the "
+        "UpstreamFailures query shows which",
+    "dependency_unavailable":
+        "Secrets Manager could not be read: try again after Retry-After; if it lasts, check the function's "
+        "log and the account's Secrets Manager health",
+    "mint_limit_reached":
+        "the service limits how many tokens it mints for this app and has reached that limit: wait for "
+        "Retry-After, or ask why so many new tokens are needed",
+    "slow_down":
+        "the service asks callers of this app to slow down: wait for Retry-After before trying again",
+    "internal_error":
+        "the function failed; most often the app's secret is malformed (check it: `make apps ARGS=\"show {app}\"`; "
+        "the function's log line 'application secret is misconfigured' names the field)",
+    "not_found": "no such route: the URL must be the stack's VendingUrl output (it ends in /v1)",
+    # The client's own.
+    "unavailable":
+        "the service could not be reached at {url}: check the URL, DNS and the network path (a private API is "
+        "reachable only through its VPC endpoint)",
+    "invalid_response": "something answered that is not the vending service: check the URL",
+    "no_credentials":
+        "no AWS credentials found: set AWS_PROFILE (or --profile), or export AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)",
+    "no_region": "no signing region: pass REGION=... (--region), or set AWS_REGION or AWS_DEFAULT_REGION",
+}
+RETRY_HINT = {503, 429}
+
+
+def advice(error: TokenVendingError, *, app: str, region: str, url: str) -> str:
+    template = ADVICE.get(error.error)
+    if template is None:
+        if error.status and error.status >= 500:
+            template = "the service or API Gateway failed ({status}): try again; if it lasts, see the function's log"
+        else:
+            template = "unexpected answer: see the description above"
+    return template.format(app=app, region=region, url=url, status=error.status)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.smoke", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="", help="the stack's VendingUrl output")
+    parser.add_argument("--app", default="", help="the app to vend for")
+    parser.add_argument("--scope", default="", help='space-separated scopes ("cx.agent-calls cx.queue-calls")')
+    parser.add_argument("--region", default=None,
+                        help="signing region (default: the URL's, else $AWS_REGION or your configuration)")
+    parser.add_argument("--profile", default=None, help="AWS profile (default: botocore's credential chain)")
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    if not (args.url and args.app and args.scope):
+        print('usage: make smoke URL=<VendingUrl> APP=<app> SCOPE="<scopes>" [REGION=<region>]', file=sys.stderr)
+        return 2
+    try:
+        session = botocore.session.Session(profile=args.profile)
+        client = TokenClient(args.url, region=args.region, session=session, max_attempts=1)
+        credentials = session.get_credentials()
+    except botocore.exceptions.BotoCoreError as error:  # e.g. the profile does not exist
+        print(f"FAIL: AWS configuration: {error}", file=out)
+        return 1
+    who = (f"access key {credentials.access_key[:4]}...{credentials.access_key[-4:]} ({credentials.method})"
+           if credentials else "no credentials")
+    print(f"GET {client.url}/apps/{args.app}/token  scope={args.scope!r}  signed for {client.region}, {who}",
+          file=out)
+    try:
+        token = client.get_token(args.app, args.scope)
+    except TokenVendingError as error:
+        status = f"HTTP {error.status} " if error.status else ""
+        print(f"FAIL: {status}{error.error}: {error.error_description}", file=out)
+        if error.retry_after is not None and error.status in RETRY_HINT:
+            print(f"      Retry-After: {error.retry_after:g} s", file=out)
+        print(f"what to do: {advice(error, app=args.app, region=str(client.region), url=client.url)}", file=out)
+        return 1
+    days = token.expires_in // 86_400
+    print(f"OK: a {token.token_type} token for {args.app}, scope {token.scope!r}, fingerprint {token.fingerprint}, "
+          f"expires {token.expires_at} ({days} days left); the token itself is not shown", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
