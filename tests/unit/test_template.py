@@ -314,3 +314,17 @@ def test_every_scan_suppression_says_why(resources: dict[str, Any]) -> None:
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), name
             assert len(skip.get("comment", "")) > 40, f"{name} {skip['id']} needs a reason"
+
+
+def test_the_audit_queries_are_saved_in_the_stack_as_the_tools_run_them(resources: dict[str, Any]) -> None:
+    from tools.audit_queries import QUERIES
+
+    saved = {name: resource["Properties"] for name, resource in resources.items()
+             if resource["Type"] == "AWS::Logs::QueryDefinition"}
+    assert {name.removesuffix("Query") for name in saved} == set(QUERIES)
+    for name, query in QUERIES.items():
+        properties = saved[f"{name}Query"]
+        assert properties["QueryString"] == query
+        assert properties["Name"] == {"Sub": f"${{AWS::StackName}}/{name}"}
+        assert properties["LogGroupNames"] == [{"Ref": "TokenVendingLogGroup"}]
+        assert len(query) <= 10_000
