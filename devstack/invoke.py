@@ -77,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("event", type=Path, help="the event, as JSON (events/*.json)")
     parser.add_argument("--function", default=FUNCTION, help="the function's logical id in template.yaml")
+    parser.add_argument("--stack-state", type=Path, default=STATE_FILE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     event = json.loads(args.event.read_text())
 
     with ExitStack() as cleanup:
-        state = running_stack()
+        state = running_stack(args.stack_state)
         if state:
             stack_env = running_stack_env(state)
             print(f"local stack: make serve's (pid {state['pid']}), moto on port {state['moto_port']}", file=sys.stderr)
