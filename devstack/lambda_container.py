@@ -151,6 +151,18 @@ def lambda_environment(artifact: Artifact, api_address: str) -> dict[str, str]:
     }
 
 
+def bootstrap_command(artifact: Artifact, module: str, args: tuple[str, ...], *, python: Path | None = None,
+                      extra_path: tuple[Path, ...] = (), report: Path | None = None,
+                      python_options: tuple[str, ...] = ()) -> list[str]:
+    """Run `module` (as __main__) on the runtime's 3.13 with the artifact on the path as Lambda lays it out."""
+    return [str(python or runtime_python()), "-I", "-B", *python_options, str(BOOTSTRAP),
+            "--task-root", str(artifact.task_root),
+            *[argument for layer in artifact.layers for argument in ("--layer", str(layer))],
+            *[argument for path in extra_path for argument in ("--path", str(path))],
+            *(["--report", str(report)] if report else []),
+            "--module", module, *args]
+
+
 @dataclass
 class Answer:
     """One invocation as the caller sees it, with what Lambda's REPORT line shows."""
@@ -205,14 +217,13 @@ class LambdaContainer:
 
     def start(self, timeout: float = 120) -> LambdaContainer:
         """Spawn the process and wait for its first `/next` (the end of init), or raise InitError."""
+        if self.process is not None:
+            raise RuntimeError("a container starts once; a new container is a new LambdaContainer")
         self.api.start()
         self._log = self._log_path.open("wb")
-        command = [str(self.python), "-I", "-B", *self.python_options, str(BOOTSTRAP),
-                   "--task-root", str(self.artifact.task_root),
-                   *[argument for layer in self.artifact.layers for argument in ("--layer", str(layer))],
-                   *[argument for path in self.extra_path for argument in ("--path", str(path))],
-                   *(["--report", str(self.report)] if self.report else []),
-                   "--module", self.module, *self.args]
+        command = bootstrap_command(self.artifact, self.module, self.args, python=self.python,
+                                    extra_path=self.extra_path, report=self.report,
+                                    python_options=self.python_options)
         environment = {**self.environment, **lambda_environment(self.artifact, self.api.address)}
         self.spawned_at = time.perf_counter()
         self.process = subprocess.Popen(command, cwd=self.artifact.task_root, env=environment, stdin=subprocess.DEVNULL,
