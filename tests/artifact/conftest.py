@@ -12,6 +12,7 @@ import json
 import os
 import re
 import stat
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -112,10 +113,20 @@ def _set_writable(folders: tuple[Path, ...], writable: bool) -> None:
             path.chmod(mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_stack() -> Iterator[LocalStack]:
-    with LocalStack() as stack:
+    """moto keeps its AWS state per process, shared with any other stack in it (tests/integration's):
+    so this one starts by resetting that state and leaves it empty."""
+    stack = LocalStack()
+    stack.moto.start()
+    stack.token_endpoint.start()
+    try:
+        stack.reset()
         yield stack
+    finally:
+        wipe = urllib.request.Request(stack.moto.url + "/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(wipe, timeout=10).close()  # noqa: S310 - the local moto server, emptied
+        stack.stop()
 
 
 @pytest.fixture
