@@ -97,8 +97,12 @@ def _profile(call: Callable[[], Any], count: int) -> dict[str, float]:
 
 
 def _package_of(filename: str, function: str, roots: list[str]) -> str:
-    if filename == "~":  # a built-in function
-        return "socket I/O" if "socket" in function or "ssl" in function else "built-ins"
+    if filename == "~":  # a built-in (C) function: named by what it does
+        kinds = {"socket": "socket I/O", "ssl": "socket I/O", "posix.": "file system calls", "zlib": "zlib",
+                 "json": "json", "write": "writes (log lines, metrics)"}
+        return next((kind for marker, kind in kinds.items() if marker in function), "other built-ins")
+    if filename.startswith("<frozen "):  # a standard library module frozen into the interpreter
+        return filename.removeprefix("<frozen ").removesuffix(">")
     path = str(Path(filename).resolve())
     for root in roots:
         if path.startswith(root + "/"):
