@@ -1,4 +1,5 @@
-# `make` alone prints the targets; `make demo` and `make test` need nothing but Python 3.11+.
+# `make` alone prints the targets; `make demo` needs nothing but Python 3.11+. `make build`, `make test`,
+# `make invoke` and `make bench` also need a CPython 3.13, the Lambda runtime's (tools/lambda-python finds it).
 # Every target documents itself with a `## ...` comment on its line: that is what `make help` prints.
 PYTHON ?= python3
 VENV := .venv
@@ -6,10 +7,12 @@ PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SCAN_VENV := .venv-scan
+LAMBDA_VENV := .venv-lambda
+LAMBDA_PYTHON_TOOL := tools/lambda-python
 PIP_FLAGS := --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint unit integration validate scan build serve bench tokens apps smoke clean
+.PHONY: help demo test lint unit integration artifact validate scan build serve invoke bench tokens apps smoke clean
 
 help: ## this list
 	@echo "Sangoma CX token vending: make TARGET"
@@ -33,10 +36,18 @@ $(SCAN_VENV)/.installed: pyproject.toml
 	$(SCAN_VENV)/bin/pip install $(PIP_FLAGS) ".[scan]"
 	touch $@
 
+# The Lambda python3.13 runtime's own packages (boto3 at its release, awslambdaric) on CPython 3.13:
+# what runs the built artifact here (make invoke, the artifact test, make bench).
+$(LAMBDA_VENV)/.installed: devstack/lambda-runtime-requirements.txt $(LAMBDA_PYTHON_TOOL)
+	rm -rf $(LAMBDA_VENV)
+	$(LAMBDA_PYTHON_TOOL) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r devstack/lambda-runtime-requirements.txt
+	touch $@
+
 demo: $(VENV)/.installed ## vend one token through the real handler against an embedded local stack
 	$(PY) -m devstack.demo
 
-test: lint validate scan ## everything CI runs: lint, validate, scan, then every test
+test: lint validate scan build $(LAMBDA_VENV)/.installed ## everything CI runs: lint, validate, scan, build, then every test
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed ## ruff and mypy --strict
@@ -57,6 +68,9 @@ unit: $(VENV)/.installed ## the unit tests alone
 
 integration: $(VENV)/.installed ## the integration tests alone (local stack on 127.0.0.1)
 	$(PY) -m pytest tests/integration
+
+artifact: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the built artifact's tests alone (3.13, runtime client)
+	$(PY) -m pytest tests/artifact
 
 # Operator commands (quiet: what they print is their answer): AWS with your own credentials (REGION=, STACK= or
 # TABLE=), or LOCAL=1 for `make serve`'s stack.
@@ -79,11 +93,17 @@ TOKEN_STUB_PORT ?= 8712
 serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl-C (ports: GATEWAY_PORT ...)
 	$(PY) -m devstack.serve --gateway-port $(GATEWAY_PORT) --moto-port $(MOTO_PORT) --token-port $(TOKEN_STUB_PORT)
 
-build: $(SAM_VENV)/.installed ## sam build: the function and layers into .aws-sam/build
+# Compiles the bytecode with CPython 3.13: stops, saying how to get one, where there is none.
+build: $(SAM_VENV)/.installed ## sam build: the function and layers, with 3.13 bytecode, into .aws-sam/build
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
 
-# Sizes come from `sam build`, so it builds first.
-bench: $(VENV)/.installed build ## the performance figures, printed as one table (a few minutes)
+# Like `sam local invoke`, without Docker: against `make serve`'s stack when it runs, else an embedded one.
+EVENT ?= events/vend.json
+invoke: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## run the built function once on 3.13 under the runtime client: EVENT=events/vend.json
+	$(PY) -m devstack.invoke $(EVENT)
+
+# The cold start and warm figures run the built artifact, so it builds first.
+bench: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the performance figures, printed as one table (a few minutes)
 	$(PY) -m bench
 
 clean: ## remove build output and tool caches (not the virtualenvs)

@@ -1,24 +1,23 @@
 """Child-process side of the benchmarks: `python -m bench.worker NAME RESULT_FILE ARGS_JSON`.
 
-Each figure that needs a clean interpreter (cold imports, its own peak RSS, its own
-memory cache) runs here. Stdout is discarded by the parent: the function's log lines
-and EMF metrics go there, as they would to CloudWatch. Results go to RESULT_FILE as JSON.
+Each figure that needs a process of its own (its own peak RSS, its own memory cache) runs here:
+`warm` and `first_answer` on the runtime's 3.13 from the built artifact (bench/artifact.py), the
+others in the dev venv from the source tree. Stdout is discarded by the parent: the function's
+log lines and EMF metrics go there, as they would to CloudWatch. Results go to RESULT_FILE as JSON.
+Only the standard library and the function's own imports: it runs on both interpreters.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-T0 = time.perf_counter()  # before anything else: the cold-start clock
-
-import json  # noqa: E402 - after the clock on purpose
-import sys  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from bench.lambda_env import vend_event  # noqa: E402
-from devstack.lambda_context import LocalLambdaContext  # noqa: E402
+from bench.lambda_env import vend_event
+from devstack.lambda_context import LocalLambdaContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -45,143 +44,70 @@ def _ok(answer: dict[str, Any]) -> dict[str, Any]:
     return json.loads(answer["body"])  # type: ignore[no-any-return]
 
 
-def cold_deps(_: dict[str, Any]) -> dict[str, Any]:
-    """Import the dependencies alone: boto3, requests, and Powertools set up as the function sets it up."""
-    import boto3  # noqa: F401
-    import requests  # noqa: F401
-
-    import bench.baseline  # noqa: F401 - Logger, Tracer (loads aws_xray_sdk), Metrics, REST resolver
-
-    return {"import_ms": (time.perf_counter() - T0) * 1000}
-
-
-def cold_handler(args: dict[str, Any]) -> dict[str, Any]:
-    """Import the handler and answer the first request (a table hit: what a new container usually sees)."""
-    from token_vending.app import lambda_handler
-
-    imported = time.perf_counter()
-    answer = lambda_handler(vend_event(args["app"], args["scope"]), LocalLambdaContext())
-    answered = time.perf_counter()
-    _ok(answer)
-    result: dict[str, Any] = {"import_ms": (imported - T0) * 1000, "first_ms": (answered - imported) * 1000,
-                              "total_ms": (answered - T0) * 1000}
-    if args.get("compile_cost"):
-        result["compile_ms"] = _compile_cost()
-    return result
-
-
-def _compile_cost() -> dict[str, float]:
-    """What compiling every non-stdlib module loaded so far costs: Lambda pays it on each cold
-    start when the code and layer carry no bytecode for its Python (they are read-only there)."""
-    import sysconfig
-
-    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
-    costs: dict[str, float] = {}
-    for module in list(sys.modules.values()):
-        source = getattr(module, "__file__", None)
-        if not source or not source.endswith(".py"):
-            continue
-        path = Path(source).resolve()
-        if path.is_relative_to(stdlib) and "site-packages" not in path.parts:
-            continue
-        text = path.read_bytes()
-        started = time.perf_counter()
-        compile(text, str(path), "exec")
-        top = module.__name__.split(".")[0]
-        costs[top] = costs.get(top, 0.0) + (time.perf_counter() - started) * 1000
-    return costs
-
-
 def warm(args: dict[str, Any]) -> dict[str, Any]:
-    """Memory hits of the vend against the constant baseline, in alternating blocks in one process.
+    """Memory hits of the vend against the baseline function, in alternating blocks in one process.
 
-    Two more sides explain the ratio: the baseline plus the vend's audit line and metrics
-    ("observed"), and TokenVendor.vend() called directly ("logic": config, authorization, cache).
+    Run on the runtime's 3.13 from the artifact (bench/artifact.py): handler time only, in-process,
+    since the Runtime API's HTTP round trip (about a millisecond) would swamp microseconds.
     """
-    from token_vending import container
+    from baseline import lambda_handler as baseline  # type: ignore[import-not-found]
     from token_vending.app import lambda_handler as vend
-    from token_vending.request_input import parse_token_request
-
-    from bench.baseline import lambda_handler as baseline
-    from bench.baseline import observed_handler
 
     event = vend_event(args["app"], args["scope"])
     context = LocalLambdaContext()
-    request = parse_token_request(args["app"], [args["scope"]])
-    caller = event["requestContext"]["identity"]["userArn"]
-
-    def logic(_: dict[str, Any], __: Any) -> dict[str, Any]:
-        container.current().vendor.vend(request, caller)
-        return {}
-
-    sides: list[tuple[str, Handler]] = [("vend", vend), ("baseline", baseline), ("observed", observed_handler),
-                                        ("logic", logic)]
+    sides: list[tuple[str, Handler]] = [("vend", vend), ("baseline", baseline)]
     for _ in range(200):  # fill the caches, settle allocations
         _ok(vend(event, context))
         _ok(baseline(event, context))
-        _ok(observed_handler(event, context))
     runs = []
     for run in range(args["runs"]):
         order = sides[run % len(sides):] + sides[:run % len(sides)]  # no side always runs first
         samples = {name: _timed_calls(handler, event, args["requests"]) for name, handler in order}
         runs.append({name: {"median": _percentile(values, 0.5), "p99": _percentile(values, 0.99)}
                      for name, values in samples.items()})
-    return {"runs": runs}
+    return {"runs": runs, "profile": _profile(lambda: vend(event, context), args["requests"])}
 
 
-class CallCounter:
-    """Counts AWS API calls (and HTTP attempts, retries included) through botocore's event hooks."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.attempts = 0
-
-    def attach(self, *clients: Any) -> None:
-        for client in clients:
-            client.meta.events.register("before-call", self._on_call)
-            client.meta.events.register("before-send", self._on_send)
-
-    def _on_call(self, model: Any, **_: Any) -> None:
-        self.calls.append(f"{model.service_model.service_name}.{model.name}")
-
-    def _on_send(self, **_: Any) -> None:
-        self.attempts += 1
-
-    def take(self) -> tuple[list[str], int]:
-        taken = (self.calls, self.attempts)
-        self.calls, self.attempts = [], 0
-        return taken
-
-
-def table_hit(args: dict[str, Any]) -> dict[str, Any]:
-    """A warm container (its app secret in memory) meeting keys it has not cached: each is a table hit."""
-    from token_vending import container
+def first_answer(args: dict[str, Any]) -> dict[str, Any]:
+    """A new container's first answer (a table hit), profiled: where its time goes, by package."""
     from token_vending.app import lambda_handler
 
-    context = LocalLambdaContext()
-    events = [vend_event(args["app"], scope) for scope in args["scopes"]]
-    for event in events:  # make sure every key is in the table
-        _ok(lambda_handler(event, context))
-    per_request: list[list[str]] = []
-    attempts: list[int] = []
-    times: list[float] = []
-    first_vend_calls: list[str] = []
-    clock = time.perf_counter_ns
-    for _ in range(args["runs"]):
-        fresh = container.start_new_container()  # a new container: empty memory caches
-        counter = CallCounter()
-        counter.attach(fresh.secretsmanager, fresh.dynamodb, fresh.kms)
-        _ok(lambda_handler(events[0], context))  # the container's first vend also reads the app secret
-        first_vend_calls = counter.take()[0]
-        for event in events[1:]:
-            started = clock()
-            _ok(lambda_handler(event, context))
-            times.append((clock() - started) / 1e6)
-            calls, sent = counter.take()
-            per_request.append(calls)
-            attempts.append(sent)
-    return {"per_request": per_request, "attempts": attempts, "times_ms": times,
-            "first_vend_calls": first_vend_calls}
+    event = vend_event(args["app"], args["scope"])
+    started = time.perf_counter()
+    profile = _profile(lambda: _ok(lambda_handler(event, LocalLambdaContext())), 1)
+    return {"profile": profile, "ms": (time.perf_counter() - started) * 1000}
+
+
+def _profile(call: Callable[[], Any], count: int) -> dict[str, float]:
+    """Microseconds per call spent in each package's own code (cProfile's tottime, so with its overhead)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(count):
+        call()
+    profiler.disable()
+    roots = sorted((str(Path(entry).resolve()) for entry in sys.path if entry), key=len, reverse=True)
+    totals: dict[str, float] = {}
+    for (filename, _, function), row in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        where = _package_of(filename, function, roots)
+        totals[where] = totals.get(where, 0.0) + row[2] * 1e6 / count
+    return totals
+
+
+def _package_of(filename: str, function: str, roots: list[str]) -> str:
+    if filename == "~":  # a built-in (C) function: named by what it does
+        kinds = {"socket": "socket I/O", "ssl": "socket I/O", "posix.": "file system calls", "zlib": "zlib",
+                 "json": "json", "write": "writes (log lines, metrics)"}
+        return next((kind for marker, kind in kinds.items() if marker in function), "other built-ins")
+    if filename.startswith("<frozen "):  # a standard library module frozen into the interpreter
+        return filename.removeprefix("<frozen ").removesuffix(">")
+    path = str(Path(filename).resolve())
+    for root in roots:
+        if path.startswith(root + "/"):
+            return path[len(root) + 1:].split("/")[0].removesuffix(".py")
+    return filename
 
 
 def memory(args: dict[str, Any]) -> dict[str, Any]:
@@ -230,8 +156,7 @@ def stampede(args: dict[str, Any]) -> dict[str, Any]:
 
 
 FIGURES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "cold_deps": cold_deps, "cold_handler": cold_handler, "warm": warm, "table_hit": table_hit,
-    "memory": memory, "stampede": stampede,
+    "warm": warm, "first_answer": first_answer, "memory": memory, "stampede": stampede,
 }
 
 if __name__ == "__main__":
