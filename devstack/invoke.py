@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import socket
 import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
+from . import local_state
 from .demo import DEMO_CALLER
 from .lambda_container import (
     FUNCTION,
-    ROOT,
     ArtifactMissing,
     LambdaContainer,
     built_function,
@@ -37,32 +33,7 @@ from .lambda_container import (
     unpack,
 )
 from .runtime_api import FunctionError, InitError
-from .stack import LocalStack
-
-STATE_FILE = ROOT / ".local-stack.json"  # written by `make serve` while it runs
-
-
-def running_stack(state_file: Path = STATE_FILE) -> dict[str, Any] | None:
-    """`make serve`'s ports, if it is running: its state file names a live process whose moto port answers."""
-    try:
-        state = json.loads(state_file.read_text())
-        os.kill(int(state["pid"]), 0)
-        with socket.create_connection(("127.0.0.1", int(state["moto_port"])), timeout=2):
-            pass
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return state if isinstance(state, dict) else None
-
-
-def running_stack_env(state: dict[str, Any]) -> dict[str, str]:
-    """LocalStack.env for the stack `make serve` runs: the property reads only its two URLs."""
-    urls = SimpleNamespace(moto=SimpleNamespace(url=f"http://127.0.0.1:{int(state['moto_port'])}"),
-                           token_endpoint=SimpleNamespace(url=f"http://127.0.0.1:{int(state['token_port'])}"
-                                                              "/oauth/token"))
-    env: dict[str, str] = LocalStack.env.fget(urls)  # type: ignore[attr-defined]
-    if state.get("region"):
-        env.update(AWS_REGION=str(state["region"]), AWS_DEFAULT_REGION=str(state["region"]))
-    return env
+from .stack import LocalStack, function_env
 
 
 def report_line(request_id: str, duration_ms: float, memory_mb: int, max_memory_mb: float,
@@ -77,15 +48,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("event", type=Path, help="the event, as JSON (events/*.json)")
     parser.add_argument("--function", default=FUNCTION, help="the function's logical id in template.yaml")
-    parser.add_argument("--stack-state", type=Path, default=STATE_FILE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     event = json.loads(args.event.read_text())
 
     with ExitStack() as cleanup:
-        state = running_stack(args.stack_state)
+        try:
+            state = local_state.read_running()
+        except local_state.NotRunning:
+            state = None
         if state:
-            stack_env = running_stack_env(state)
-            print(f"local stack: make serve's (pid {state['pid']}), moto on port {state['moto_port']}", file=sys.stderr)
+            stack_env = function_env(state.moto_url, f"http://127.0.0.1:{state.token_port}/oauth/token", state.region)
+            print(f"local stack: make serve's (pid {state.pid}), moto on port {state.moto_port}", file=sys.stderr)
         else:
             stack = cleanup.enter_context(LocalStack())
             stack.add_app("demo", allowed_callers=[DEMO_CALLER])

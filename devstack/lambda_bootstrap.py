@@ -12,7 +12,7 @@ and -B (nothing written): Lambda's folders are read-only.
 
 With `--report FILE`, every file the process compiles from source is recorded, and when the
 process ends (SIGTERM, or exit) FILE gets JSON: those files, each loaded module's file, the
-interpreter's version and prefixes, and boto3's version. A module that has valid bytecode is
+interpreter's version and prefixes, and botocore's version. A module that has valid bytecode is
 never compiled, so an empty list under the artifact's folders proves its bytecode is used.
 
 Standard library only: it runs before anything is on the path.
@@ -46,7 +46,7 @@ def record_compilation() -> None:
 
 
 def write_report(path: str) -> None:
-    boto3 = sys.modules.get("boto3")
+    botocore = sys.modules.get("botocore")
     report = {
         "compiled_from_source": compiled_from_source,
         "module_files": {name: module.__file__ for name, module in list(sys.modules.items())
@@ -57,7 +57,7 @@ def write_report(path: str) -> None:
         "stdlib": sysconfig.get_paths()["stdlib"],
         "sys_path": sys.path,
         "dont_write_bytecode": sys.dont_write_bytecode,
-        "boto3": getattr(boto3, "__version__", None),
+        "botocore": getattr(botocore, "__version__", None),
     }
     with open(path, "w") as handle:
         json.dump(report, handle)

@@ -27,6 +27,24 @@ __all__ = ["DEFAULT_SCOPES", "KEY_ALIAS", "REGION", "SECRET_PREFIX", "TABLE_NAME
 DEFAULT_SCOPES = ("cx.agent-calls", "cx.queue-calls")
 
 
+def function_env(moto_url: str, token_url: str, region: str = REGION) -> dict[str, str]:
+    """The function's environment against a local stack at these URLs (the names template.yaml sets)."""
+    return {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any credentials
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "TOKEN_TABLE_NAME": TABLE_NAME,
+        "TOKEN_KMS_KEY_ID": KEY_ALIAS,
+        "SECRET_PREFIX": SECRET_PREFIX,
+        "TOKEN_URL": token_url,
+        "POWERTOOLS_SERVICE_NAME": "token-vending",
+        "POWERTOOLS_METRICS_NAMESPACE": "SangomaTokenVending",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+
+
 class LocalStack:
     def __init__(self, moto_port: int = 0, token_port: int = 0) -> None:
         """Ports 0 pick free ones (tests); `make serve` fixes them so URLs can be written down."""
@@ -52,20 +70,7 @@ class LocalStack:
     @property
     def env(self) -> dict[str, str]:
         """The function's environment against this stack (the names template.yaml sets)."""
-        return {
-            "AWS_ENDPOINT_URL": self.moto.url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any credentials
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "TOKEN_TABLE_NAME": TABLE_NAME,
-            "TOKEN_KMS_KEY_ID": KEY_ALIAS,
-            "SECRET_PREFIX": SECRET_PREFIX,
-            "TOKEN_URL": self.token_endpoint.url,
-            "POWERTOOLS_SERVICE_NAME": "token-vending",
-            "POWERTOOLS_METRICS_NAMESPACE": "SangomaTokenVending",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        }
+        return function_env(self.moto.url, self.token_endpoint.url)
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.moto.url, region_name=REGION,  # type: ignore[call-overload]

@@ -192,10 +192,10 @@ def assert_ran_as_lambda(report: Report, deployed: Deployed) -> None:
     assert listing(deployed.artifact.folders) == deployed.files
     # Lambda's path: the function folder first, each layer's python/ after it, then the runtime.
     assert report["sys_path"][:len(folders)] == [str(folder) for folder in deployed.artifact.folders]
-    # The runtime's boto3, older than the dev venv's, and nothing from anywhere but the artifact,
-    # the runtime's packages and the standard library.
-    assert report["boto3"] == runtime_pin("boto3")
-    assert release(report["boto3"]) < release(version("boto3"))
+    # The runtime's botocore (the function's AWS SDK), older than the dev venv's, and nothing from anywhere
+    # but the artifact, the runtime's packages and the standard library.
+    assert report["botocore"] == runtime_pin("botocore")
+    assert release(report["botocore"]) < release(version("botocore"))
     stdlib = os.path.realpath(report["stdlib"])
     allowed = [*folders, os.path.realpath(report["prefix"]), stdlib, os.path.realpath(BOOTSTRAP)]
     elsewhere = {name: path for name, path in report["module_files"].items()

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devstack import invoke
+from devstack import invoke, local_state
 from devstack.lambda_container import Artifact, LambdaContainer
 from devstack.runtime_api import FunctionError, InitError
 from devstack.stack import LocalStack
@@ -76,13 +76,15 @@ def test_a_handler_that_cannot_be_found_is_an_init_error(tmp_path: Path) -> None
 
 
 def test_make_invoke_uses_the_stack_of_a_running_make_serve(
-        deployed: Deployed, stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        deployed: Deployed, stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "local-stack.json"
+    monkeypatch.setenv(local_state.FILE_VARIABLE, str(state))
     state.write_text(json.dumps({"moto_port": urlsplit(stack.moto.url).port,
                                  "token_port": urlsplit(stack.token_endpoint.url).port,
                                  "gateway_port": 0, "region": "us-east-1", "pid": os.getpid()}))
 
-    status = invoke.main([str(EVENTS / "vend.json"), "--stack-state", str(state)])
+    status = invoke.main([str(EVENTS / "vend.json")])
 
     printed = capsys.readouterr()
     answer = json.loads(printed.out)
@@ -94,10 +96,12 @@ def test_make_invoke_uses_the_stack_of_a_running_make_serve(
     assert json.loads(answer["body"])["access_token"] not in printed.err  # logs never carry the token
 
 
-def test_a_state_file_of_a_stopped_make_serve_is_ignored(tmp_path: Path) -> None:
+def test_a_state_file_of_a_stopped_make_serve_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "local-stack.json"
     state.write_text(json.dumps({"moto_port": 1, "token_port": 2, "gateway_port": 3, "region": "us-east-1",
                                  "pid": 2**22 + 1}))  # above Linux's largest pid: no such process
+    monkeypatch.setenv(local_state.FILE_VARIABLE, str(state))
 
-    assert invoke.running_stack(state) is None
-    assert invoke.running_stack(tmp_path / "absent.json") is None
+    # What make invoke asks before it starts an embedded stack instead.
+    with pytest.raises(local_state.NotRunning):
+        local_state.read_running()
