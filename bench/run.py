@@ -33,7 +33,7 @@ from devstack.stack import DEFAULT_SCOPES, LocalStack
 
 from .artifact import Deployment
 from .importtime import by_package, import_times
-from .lambda_env import CALLER_ROLE, ROOT, function_env, vend_event
+from .lambda_env import CALLER_ROLE, ROOT, bench_stack_env, function_env, vend_event
 from .sizes import BUILD, built_artifacts
 
 APP = "bench"
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         deployment, missing = None, ""
         if wanted & {"1", "2", "3"}:
             try:
-                deployment = Deployment.make(Path(scratch), stack.env)
+                deployment = Deployment.make(Path(scratch), bench_stack_env(stack.env))
             except ArtifactMissing as error:
                 missing = str(error)
         bench = Bench(stack, deployment, missing)
