@@ -1,0 +1,46 @@
+"""The README's `make invoke` lines, as make runs them once the artifact is built: each prints the function's
+log lines and a REPORT line on stderr and the function's answer on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from devstack.lambda_container import ROOT
+
+from .conftest import Artifact
+
+INVOKE = re.compile(r"^make invoke EVENT=(\S+)$", re.M)
+SHOWN = INVOKE.findall((ROOT / "README.md").read_text())
+EXPECTED = {"events/vend.json": 200, "events/vend-no-identity.json": 403}
+
+
+def test_the_readme_shows_make_invoke() -> None:
+    assert "events/vend.json" in SHOWN and "events/scheduled.json" in SHOWN
+
+
+@pytest.mark.parametrize("event", SHOWN)
+def test_make_invoke_as_the_readme_shows_it(built: Artifact, event: str) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    # What `make invoke EVENT=...` runs once `build` and .venv-lambda are made (make test makes both).
+    done = subprocess.run([sys.executable, "-m", "devstack.invoke", event], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = [line for line in done.stderr.splitlines() if line.startswith("REPORT RequestId: ")]
+    assert len(report) == 1
+    assert all(f"{field}: " in report[0] for field in ("Duration", "Max Memory Used", "Init Duration"))
+    answer = json.loads(done.stdout)
+    if event in EXPECTED:
+        assert answer["statusCode"] == EXPECTED[event]
+        body = json.loads(answer["body"])
+        if answer["statusCode"] == 200:
+            assert body["access_token"] not in done.stderr  # the log lines never carry the token
+    else:  # a scheduled run answers its counts
+        assert set(answer) == {"refreshed", "minted", "skipped", "failed"} and answer["failed"] == 0
+    assert any(line.startswith("{") for line in done.stderr.splitlines())  # the function's own log lines
