@@ -573,7 +573,7 @@ def test_cli_get_prints_the_answer_as_json(gateway: LocalGateway) -> None:
     assert result.stderr == ""
 
 
-def test_cli_in_the_issues_form_needs_no_region_against_the_local_gateway(gateway: LocalGateway) -> None:
+def test_cli_in_its_documented_form_needs_no_region_against_the_local_gateway(gateway: LocalGateway) -> None:
     # `python -m sangoma_token_client get --url URL --app APP --scope "a b"`, with no region set anywhere:
     # a loopback URL signs for the local gateway's region.
     result = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES)

@@ -331,12 +331,13 @@ ENV_NAMES = [
     "TOKEN_TABLE_NAME", "TOKEN_KMS_KEY_ID", "SECRET_PREFIX", "TOKEN_URL", "MIN_TTL_SECONDS", "SECRET_CACHE_SECONDS",
     "MEMORY_TRUST_SECONDS", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "TOKEN_CONNECT_TIMEOUT_SECONDS",
     "TOKEN_READ_TIMEOUT_SECONDS", "TOKEN_MAX_RETRIES", "INVALID_CLIENT_COOLDOWN_SECONDS",
-    "MAX_TOKEN_LIFETIME_SECONDS", "REFRESH_BEFORE_SECONDS",
+    "MAX_TOKEN_LIFETIME_SECONDS", "REFRESH_BEFORE_SECONDS", "TOKEN_FETCH_DEADLINE_SECONDS", "MIN_REPORT_AGE_SECONDS",
+    "MAX_MINTS_PER_APP_PER_HOUR", "UPSTREAM_FAILURE_COOLDOWN_SECONDS", "SECRET_MAX_STALE_SECONDS",
 ]
 NUMERIC_ENV_NAMES = ENV_NAMES[4:]
 
 
-def test_settings_defaults_from_issue_2() -> None:
+def test_settings_defaults() -> None:
     settings = Settings.from_env({"TOKEN_TABLE_NAME": "tokens", "TOKEN_KMS_KEY_ID": "alias/tokens"})
     assert settings.token_table_name == "tokens"
     assert settings.token_kms_key_id == "alias/tokens"
@@ -344,7 +345,12 @@ def test_settings_defaults_from_issue_2() -> None:
     assert settings.secret_cache_seconds == 300
     assert settings.secret_prefix == "sangoma/token-vending/"
     assert settings.token_url == "https://auth.sangoma.com/oauth/token"
-    assert settings.memory_trust_seconds == 60  # issue 3
+    assert settings.memory_trust_seconds == 60
+    assert settings.min_report_age_seconds == 60
+    assert settings.max_mints_per_app_per_hour == 100
+    assert settings.upstream_failure_cooldown_seconds == 5
+    assert settings.secret_max_stale_seconds == 3600
+    assert settings.token_fetch_deadline_seconds == 10
 
 
 def test_settings_defaults_keep_a_vend_within_api_gateway_limits() -> None:
@@ -352,6 +358,10 @@ def test_settings_defaults_keep_a_vend_within_api_gateway_limits() -> None:
     assert 0 < settings.token_connect_timeout_seconds < 29
     assert 0 < settings.token_read_timeout_seconds < 29
     assert 0 < settings.lease_wait_seconds < 29
+    # A lease outlasts a whole fetch (so no second container fetches meanwhile), and a waiter outlasts a
+    # lease (so a dead holder's is taken over); waiting and then fetching still ends before API Gateway's 29 s.
+    assert settings.token_fetch_deadline_seconds < settings.lease_seconds < settings.lease_wait_seconds
+    assert settings.lease_wait_seconds + settings.token_fetch_deadline_seconds < 29
     assert settings.max_token_lifetime_seconds == 2 * 365 * 86_400
 
 
