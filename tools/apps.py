@@ -197,8 +197,8 @@ def _describe_change(old: AppConfig | None, new: AppConfig, out: TextIO) -> None
 
 def _kms_note(kms_key: str | None, out: TextIO) -> None:
     if kms_key:
-        print("note: the function reads this secret only if its role may decrypt with that key: list it in the "
-              "stack's parameter of customer-managed keys for app secrets", file=out)
+        print("note: the function reads this secret only if its role may decrypt with that key: add the key's ARN "
+              "to the stack's SecretKmsKeyArns parameter and deploy", file=out)
 
 
 # -- show, list ---------------------------------------------------------------------------------------

@@ -169,6 +169,7 @@ def test_put_with_a_customer_managed_key_encrypts_the_secret_with_it(run_apps: A
     assert code == 0
     assert run_apps.secret()["KmsKeyId"] == key_id
     assert "note: the function reads this secret only if its role may decrypt with that key" in out
+    assert "SecretKmsKeyArns" in out  # the template parameter that grants it
 
 
 def test_put_refuses_an_app_name_the_api_would_refuse(run_apps: Apps) -> None:
