@@ -78,9 +78,10 @@ def report_rejected_token(app: str) -> Response[str]:
     event = api.current_event.raw_event
     request = parse_token_request(app, _scope_values(event))
     token_fingerprint = parse_fingerprint((event.get("queryStringParameters") or {}).get("fingerprint"))
-    dropped = container.current().vendor.invalidate(request, _caller_arn(event), token_fingerprint)
+    caller = _caller_arn(event)
+    dropped = container.current().vendor.invalidate(request, caller, token_fingerprint)
     record_invalidation(dropped)
-    _answer.get().update(outcome="ok", status=204, app=request.app, scope=request.scope,
+    _answer.get().update(outcome="ok", status=204, caller=caller, app=request.app, scope=request.scope,
                          fingerprint=token_fingerprint, dropped=dropped)
     return Response(status_code=204, body="", headers=NO_STORE)
 
@@ -96,7 +97,8 @@ def not_found(_: NotFoundError) -> Response[str]:
 
 @api.exception_handler(VendingError)
 def vending_error(error: VendingError) -> Response[str]:
-    if isinstance(error, ConfigurationError) and error.app is not None:  # the function's own logs once itself
+    # An app's secret is logged here; a refused TOKEN_URL is logged once per container where it is found.
+    if isinstance(error, ConfigurationError) and error.app is not None:
         logger.error("application secret is misconfigured", extra={"app": error.app, "problem": error.detail})
     return _error_response(error)
 
@@ -148,7 +150,7 @@ def _audited_route(event: dict[str, Any]) -> str | None:
 
 def _audit(event: dict[str, Any], route: str, answer: dict[str, Any]) -> dict[str, Any]:
     """The audit record: the request as sent, overlaid with what the answer established."""
-    if "caller" in answer:  # a token was vended: the answer holds every field
+    if answer.get("outcome") == "ok":  # the route answered, and recorded every field itself
         return audit_record(route, answer.pop("outcome"), answer.pop("status"), answer)
     raw_app = (event.get("pathParameters") or {}).get("app")
     if raw_app is None and (match := TOKEN_PATH.match(event.get("path") or "")):
@@ -158,8 +160,9 @@ def _audit(event: dict[str, Any], route: str, answer: dict[str, Any]) -> dict[st
         "app": str(raw_app)[:MAX_AUDITED_INPUT] if raw_app is not None else None,
         "scope": " ".join(_scope_values(event))[:MAX_AUDITED_INPUT],
     }
-    if route == "report":
-        fields["fingerprint"] = str((event.get("queryStringParameters") or {}).get("fingerprint"))[:MAX_AUDITED_INPUT]
+    reported = (event.get("queryStringParameters") or {}).get("fingerprint")
+    if route == "report" and reported is not None:
+        fields["fingerprint"] = str(reported)[:MAX_AUDITED_INPUT]
     fields.update(answer)
     return audit_record(route, fields.pop("outcome", "internal_error"), fields.pop("status", 500), fields)
 

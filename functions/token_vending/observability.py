@@ -92,6 +92,7 @@ tracer = _tracer()
 # -- the invocation's metrics -------------------------------------------------------------------
 
 COUNT, MILLISECONDS, SECONDS = "Count", "Milliseconds", "Seconds"
+MAX_VALUES = 100  # EMF takes at most 100 values of one metric in one line
 
 _lock = threading.Lock()  # Lambda runs one invocation at a time; tests and local tools use threads
 _values: dict[str, Any] = {}  # name -> summed count, or the list of values for other units
@@ -100,11 +101,15 @@ _units: dict[str, str] = {}
 
 def add_metric(name: str, unit: str, value: float) -> None:
     with _lock:
+        full = False
         if unit == COUNT:
             _values[name] = _values.get(name, 0) + value
         else:
             _values.setdefault(name, []).append(value)
+            full = len(_values[name]) >= MAX_VALUES
         _units[name] = unit
+    if full:  # a long scheduled run: write what there is before the list outgrows EMF
+        write_invocation_line()
 
 
 def take_metrics() -> dict[str, Any]:

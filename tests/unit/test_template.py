@@ -328,3 +328,4 @@ def test_the_audit_queries_are_saved_in_the_stack_as_the_tools_run_them(resource
         assert properties["Name"] == {"Sub": f"${{AWS::StackName}}/{name}"}
         assert properties["LogGroupNames"] == [{"Ref": "TokenVendingLogGroup"}]
         assert len(query) <= 10_000
+
