@@ -7,6 +7,8 @@ invokes the handler with events/vend.json, prints the answer, and stops.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -24,7 +26,6 @@ DEMO_CALLER = "arn:aws:iam::111122223333:role/billing-service"  # the role whose
 
 def main() -> int:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # keep the demo's output to the answer
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     with LocalStack() as stack:
         os.environ.update(stack.env)
         stack.add_app("demo", allowed_callers=[DEMO_CALLER])
@@ -35,14 +36,19 @@ def main() -> int:
 
         event: dict[str, Any] = json.loads((ROOT / "events" / "vend.json").read_text())
         print("\nGET /apps/demo/token?scope=cx.agent-calls%20cx.queue-calls  (first call: from the token endpoint)")
-        first = lambda_handler(event, LocalLambdaContext())
+        # Each invocation writes one log line (its metrics and audit record); kept aside to show the answers.
+        with contextlib.redirect_stdout(io.StringIO()) as function_log:
+            first = lambda_handler(event, LocalLambdaContext())
+            second = lambda_handler(event, LocalLambdaContext())
         print(f"HTTP {first['statusCode']}")
         print(json.dumps(json.loads(first["body"]), indent=2))
-        second = lambda_handler(event, LocalLambdaContext())
         body = json.loads(second["body"])
         same = body.get("fingerprint") == json.loads(first["body"]).get("fingerprint")
         print(f"\nsecond call: HTTP {second['statusCode']}, same token: {same}, "
               f"token endpoint requests so far: {stack.token_endpoint.request_count}")
+        audit = [json.loads(line) for line in function_log.getvalue().splitlines() if '"audit"' in line]
+        print(f"audit records: {[(record['outcome'], record['source'], record['fingerprint']) for record in audit]} "
+              "(the function's log: fingerprints, never the token)")
         return 0 if first["statusCode"] == 200 and same else 1
 
 
