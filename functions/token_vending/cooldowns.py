@@ -65,6 +65,3 @@ class Cooldowns:
         if not remembered.unavailable:
             raise UpstreamError(remembered.description)
         raise UpstreamUnavailable(remembered.description, retry_after=max(1, math.ceil(left)))
-
-    def forget(self, scope: str) -> None:
-        self._by_scope.pop(scope, None)

@@ -75,9 +75,6 @@ def sealing_context(key: TokenKey, expires_at: int, renewal_blocked: bool, token
             "renewal_blocked": "true" if renewal_blocked else "false", "token_type": token_type}
 
 
-SEALING_CONTEXT_KEYS = ("app", "scope", "credential_id", "expires_at", "renewal_blocked", "token_type")
-
-
 class TokenStore:
     def __init__(self, dynamodb: Callable[[], Any], kms: Callable[[], Any], table_name: str, kms_key_id: str,
                  clock: Callable[[], float] = time.time) -> None:

@@ -88,20 +88,15 @@ class TokenVendor:
         key = TokenKey(request.app, request.scope, config.credential_id)
         try:
             held = self._store.held_token(key)
-        except StoreUnavailable as error:
-            record_store_degraded(error.dependency, str(error))
-            raise DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5) \
-                from None
-        minted = [held.minted_at] if held and held.fingerprint == token_fingerprint else []
-        remembered = self._memory.get(key)
-        if remembered and remembered[0].fingerprint == token_fingerprint:
-            minted.append(remembered[0].minted_at)
-        now = self._clock()
-        reportable_from = max(minted, default=0.0) + self._settings.min_report_age_seconds
-        if now < reportable_from:
-            raise SlowDown(retry_after=max(1, math.ceil(reportable_from - now)))
-        dropped_from_memory = self._memory.drop(key, token_fingerprint)
-        try:
+            minted = [held.minted_at] if held and held.fingerprint == token_fingerprint else []
+            remembered = self._memory.get(key)
+            if remembered and remembered[0].fingerprint == token_fingerprint:
+                minted.append(remembered[0].minted_at)
+            now = self._clock()
+            reportable_from = max(minted, default=0.0) + self._settings.min_report_age_seconds
+            if now < reportable_from:
+                raise SlowDown(retry_after=max(1, math.ceil(reportable_from - now)))
+            dropped_from_memory = self._memory.drop(key, token_fingerprint)
             dropped_from_table = self._store.delete_if_fingerprint(
                 key, token_fingerprint, minted_before=now - self._settings.min_report_age_seconds)
         except StoreUnavailable as error:
