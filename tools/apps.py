@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from botocore.exceptions import ClientError
 from token_vending.app_config import AppConfig, parse_app_config
 from token_vending.errors import AccessDenied, ConfigurationError, InvalidRequest, InvalidScope
-from token_vending.policy import ANY_ARN, ROLE, authorize, caller_matches
+from token_vending.policy import ANY_ARN, ROLE, Caller, caller_matches
 from token_vending.request_input import normalize_scopes, parse_app
 
 from . import targets
@@ -332,7 +332,7 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
         return 1
     scope = " ".join(scopes)
     try:
-        authorize(caller, config.allowed_callers, scopes, config.allowed_scopes)
+        config.authorize(Caller.parse(caller), scopes)
     except AccessDenied:
         print(f"denied: the function answers 403 access_denied: no allowed_callers entry of {app} matches {caller}",
               file=out)

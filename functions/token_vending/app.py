@@ -32,7 +32,7 @@ snapstart.register()
 def get_token(app: str) -> Response[str]:
     call, audit = api.context["call"], api.context["audit"]
     request = parse_token_request(app, call.scope_values)
-    vended = container.current().vendor.vend(request, call.caller_arn)
+    vended = container.current().vendor.vend(request, call.caller)
     token = vended.token
     record_vend("ok", vended.source)
     audit.answered("ok", 200, app=request.app, scope=request.scope, source=vended.source,
@@ -47,7 +47,7 @@ def report_rejected_token(app: str) -> Response[str]:
     call, audit = api.context["call"], api.context["audit"]
     request = parse_token_request(app, call.scope_values)
     token_fingerprint = parse_fingerprint(call.fingerprint)
-    dropped = container.current().vendor.report(request, call.caller_arn, token_fingerprint)
+    dropped = container.current().vendor.report(request, call.caller, token_fingerprint)
     record_report("dropped" if dropped else "kept")
     audit.answered("ok", 204, app=request.app, scope=request.scope, fingerprint=token_fingerprint, dropped=dropped)
     return Response(status_code=204, body="", headers=NO_STORE)
@@ -109,7 +109,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         api.append_context(call=call, audit=audit)
         return _with_single_value_headers(api.resolve(event, context))
     finally:
-        write_invocation_line(audit.properties() if audit else None)
+        write_invocation_line(audit.properties if audit else None)
 
 
 def _with_single_value_headers(response: dict[str, Any]) -> dict[str, Any]:

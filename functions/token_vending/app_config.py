@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import AccessDenied, ConfigurationError, Dependency, DependencyUnavailable, InvalidScope, UnknownApp
 from .observability import logger, record_degraded
-from .policy import authorize, authorize_unrequested
+from .policy import Caller, CallerPolicy, authorize, authorize_unrequested
 
 NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
 REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
@@ -36,14 +36,18 @@ class AppConfig:
     version_id: str
     token_url: str = ""  # the endpoint these credentials are used with
 
-    def authorize(self, caller_arn: str | None, scopes: tuple[str, ...]) -> None:
+    @cached_property  # parsed once per configuration: each vend only looks its caller up
+    def callers(self) -> CallerPolicy:
+        return CallerPolicy.parse(self.allowed_callers)
+
+    def authorize(self, caller: Caller | None, scopes: tuple[str, ...]) -> None:
         """Raise unless this caller may have these scopes under this configuration's policy."""
-        authorize(caller_arn, self.allowed_callers, scopes, self.allowed_scopes)
+        authorize(caller, self.callers, scopes, self.allowed_scopes)
 
     def refusal(self, scopes: tuple[str, ...]) -> AccessDenied | InvalidScope | None:
         """Why the scheduled run may not mint or refresh this token (nobody could be vended it), or None."""
         try:
-            authorize_unrequested(self.allowed_callers, scopes, self.allowed_scopes)
+            authorize_unrequested(self.callers, scopes, self.allowed_scopes)
         except (AccessDenied, InvalidScope) as refusal:
             return refusal
         return None

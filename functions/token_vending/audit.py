@@ -22,9 +22,7 @@ MAX_AUDITED_INPUT = 256  # what a caller sent is audited as sent, up to this man
 @dataclass
 class AuditRecord:
     route: str  # vend | report
-    fields: dict[str, Any]  # caller, app, scope, fingerprint, and what the answer adds
-    outcome: str = "internal_error"  # `ok`, or the error code answered
-    status: int = 500
+    properties: dict[str, Any]  # the record as it is written: what was sent, then what the answer established
 
     @classmethod
     def begin(cls, call: ApiCall) -> AuditRecord | None:
@@ -32,23 +30,17 @@ class AuditRecord:
         route = ROUTES.get(call.method)
         if route is None:
             return None
-        fields: dict[str, Any] = {"caller": call.caller_arn, "app": _bounded(call.app),
-                                  "scope": _bounded(" ".join(call.scope_values))}
+        properties = {"level": "INFO", "message": route, **invocation_ids(), "audit": route,
+                      "outcome": "internal_error", "status": 500, "caller": call.caller_arn,
+                      "app": _bounded(call.app), "scope": _bounded(" ".join(call.scope_values))}
         if route == "report" and call.fingerprint is not None:
-            fields["fingerprint"] = _bounded(call.fingerprint)
-        return cls(route, fields)
+            properties["fingerprint"] = _bounded(call.fingerprint)
+        return cls(route, properties)
 
     def answered(self, outcome: str, status: int, **fields: Any) -> None:
         """Complete the record: the outcome, and what the answer established (overriding what was sent)."""
-        self.outcome, self.status = outcome, status
-        self.fields.update(fields)
-
-    def properties(self) -> dict[str, Any]:
-        """The record as the invocation line's properties."""
-        return {"level": "INFO", "message": self.route, **invocation_ids(), "audit": self.route,
-                "outcome": self.outcome, "status": self.status, **self.fields}
+        self.properties.update(outcome=outcome, status=status, **fields)
 
 
 def _bounded(value: str | None) -> str | None:
     return None if value is None else str(value)[:MAX_AUDITED_INPUT]
-

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar, cast
 
 from aws_lambda_powertools.logging.logger import Logger
@@ -41,6 +42,7 @@ for _name in QUIET_LIBRARIES:
 
 
 logger = Logger(service=SERVICE)
+_log_format = logger.registered_formatter  # Logger.append_keys looks it up again on every call
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,46 +91,54 @@ COUNT, MILLISECONDS, SECONDS = "Count", "Milliseconds", "Seconds"
 MAX_VALUES = 100  # EMF takes at most 100 values of one metric in one line
 
 _lock = threading.Lock()  # Lambda runs one invocation at a time; tests and local tools use threads
-_values: dict[str, Any] = {}  # name -> summed count, or the list of values for other units
-_units: dict[str, str] = {}
+_counts: dict[str, float] = {}  # this invocation's Count metrics, summed
+_series: dict[str, tuple[str, list[float]]] = {}  # its other metrics: the unit and every value
+_EMF_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def add_metric(name: str, unit: str, value: float) -> None:
     with _lock:
-        full = False
         if unit == COUNT:
-            _values[name] = _values.get(name, 0) + value
-        else:
-            _values.setdefault(name, []).append(value)
-            full = len(_values[name]) >= MAX_VALUES
-        _units[name] = unit
+            _counts[name] = _counts.get(name, 0) + value
+            return
+        values = _series.setdefault(name, (unit, []))[1]
+        values.append(value)
+        full = len(values) >= MAX_VALUES
     if full:  # a long scheduled run: write what there is before the list outgrows EMF
         write_invocation_line()
 
 
-def take_metrics() -> dict[str, Any]:
-    """The metrics added since the last line was written (and forget them)."""
-    global _values, _units
+def take_metrics() -> tuple[dict[str, float], dict[str, tuple[str, list[float]]]]:
+    """The metrics added since the last line was written (and forget them): counts, and the others by unit."""
+    global _counts, _series
     with _lock:
-        taken, units = _values, _units
-        _values, _units = {}, {}
-    return {name: (value[0] if isinstance(value, list) and len(value) == 1 else value, units[name])
-            for name, value in taken.items()}
+        taken = _counts, _series
+        _counts, _series = {}, {}
+    return taken
 
 
 def write_invocation_line(properties: Mapping[str, Any] | None = None) -> None:
     """The invocation's one EMF line: its metrics, plus `properties` (the audit record) when given."""
-    metrics = take_metrics()
-    if not metrics and not properties:
+    counts, series = take_metrics()
+    if not counts and not series and not properties:
         return
-    record: dict[str, Any] = {"service": SERVICE}
-    record.update((name, value) for name, (value, _) in metrics.items())
+    record: dict[str, Any] = {"service": SERVICE, **counts}
+    for name, (_, values) in series.items():
+        record[name] = values[0] if len(values) == 1 else values
     if properties:
         record.update(properties)
-    directive = [{"Namespace": NAMESPACE, "Dimensions": [["service"]],
-                  "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in metrics.items()]}]
-    line = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directive}, **record}
-    sys.stdout.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
+    directive = _directive(tuple(counts), tuple((name, unit) for name, (unit, _) in series.items()))
+    # Assembled from two serialized parts: the metric directive is the same for every vend of a kind.
+    sys.stdout.write(f'{{"_aws":{{"Timestamp":{int(time.time() * 1000)},"CloudWatchMetrics":{directive}}},'
+                     f'{_EMF_JSON.encode(record)[1:]}\n')
+
+
+@lru_cache(maxsize=128)
+def _directive(counts: tuple[str, ...], others: tuple[tuple[str, str], ...]) -> str:
+    """EMF's CloudWatchMetrics directive for these metric names and units, serialized."""
+    metrics = [{"Name": name, "Unit": COUNT} for name in counts]
+    metrics += [{"Name": name, "Unit": unit} for name, unit in others]
+    return _EMF_JSON.encode([{"Namespace": NAMESPACE, "Dimensions": [["service"]], "Metrics": metrics}])
 
 
 _request_ids: dict[str, str | None] = {"function_request_id": None, "correlation_id": None}
@@ -138,12 +148,12 @@ def start_invocation(request_id: str | None, correlation_id: str | None) -> None
     """Tag this invocation's log lines with its ids (what Logger.inject_lambda_context would do, at
     a fraction of its cost: it runs a JMESPath search and rebuilds the context on every call)."""
     _request_ids.update(function_request_id=request_id, correlation_id=correlation_id)
-    logger.append_keys(**_request_ids)
+    _log_format.append_keys(**_request_ids)
 
 
-def invocation_ids() -> dict[str, str | None]:
+def invocation_ids() -> Mapping[str, str | None]:
     """This invocation's ids: the function's request id and API Gateway's (the correlation id)."""
-    return dict(_request_ids)
+    return _request_ids
 
 
 # -- what the function records ------------------------------------------------------------------

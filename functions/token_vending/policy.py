@@ -1,13 +1,15 @@
-"""Who may have which token: caller matching and scope checks against an app's policy.
+"""Who may have which token: callers and an app's policy, each parsed once, and the checks between them.
 
-Pure functions. Everything fails closed: an empty or missing list allows nobody,
-an entry that is not understood matches nothing.
+Pure functions and values. Everything fails closed: an empty or missing list allows nobody, an
+`allowed_callers` entry that is not understood matches nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import AccessDenied, InvalidScope
 
@@ -17,35 +19,77 @@ ASSUMED_ROLE = re.compile(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([\w+=,.
 # arn:PARTITION:iam::ACCOUNT:role/OPTIONAL/PATH/ROLE
 ROLE = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\x21-\x7e]*/)?([\w+=,.@-]+)")  # paths: any printable ASCII
 ANY_ARN = re.compile(r"arn:(aws[a-z-]*):[a-z]+::(\d{12}):.+")
+# A caller's ARN in one match (the two above at once): partition, service, account, and the role of a session.
+CALLER_ARN = re.compile(r"arn:(aws[a-z-]*):([a-z]+)::(\d{12}):(?:assumed-role/([\w+=,.@-]+)/[\w+=,.@-]+|.+)")
+
+Role = tuple[str, str, str]  # partition, account, role name
+
+
+class Caller(NamedTuple):
+    """An IAM identity as API Gateway sends it (`requestContext.identity.userArn`), parsed once."""
+
+    arn: str
+    account: str | None  # of an ARN we understand; None matches no account entry
+    role: Role | None  # the role of an assumed-role session
+
+    @classmethod
+    def parse(cls, arn: str) -> Caller:
+        parsed = CALLER_ARN.fullmatch(arn)
+        if parsed is None:
+            return cls(arn, None, None)
+        partition, service, account, role = parsed.groups()
+        return cls(arn, account, (partition, account, role) if service == "sts" and role else None)
+
+
+@dataclass(frozen=True)
+class CallerPolicy:
+    """An app's `allowed_callers`, parsed once: the accounts, exact principals and roles it admits."""
+
+    accounts: frozenset[str]
+    principals: frozenset[str]  # ARNs, matched exactly
+    roles: frozenset[Role]  # every session of these roles
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> CallerPolicy:
+        accounts: set[str] = set()
+        principals: set[str] = set()
+        roles: set[Role] = set()
+        for entry in entries:
+            if ACCOUNT_ID.fullmatch(entry):
+                accounts.add(entry)
+                continue
+            if role := ROLE.fullmatch(entry):
+                roles.add((role[1], role[2], role[3]))
+            if ANY_ARN.fullmatch(entry):
+                principals.add(entry)
+        return cls(frozenset(accounts), frozenset(principals), frozenset(roles))
+
+    def admits(self, caller: Caller) -> bool:
+        return caller.account in self.accounts or caller.arn in self.principals or caller.role in self.roles
+
+    def admits_anyone(self) -> bool:
+        return bool(self.accounts or self.principals or self.roles)
 
 
 def caller_matches(caller_arn: str, allowed: str) -> bool:
     """Does one `allowed_callers` entry admit this caller?"""
-    if ACCOUNT_ID.fullmatch(allowed):
-        caller = ANY_ARN.fullmatch(caller_arn)
-        return bool(caller) and caller.group(2) == allowed  # type: ignore[union-attr]
-    if caller_arn == allowed:
-        return bool(ANY_ARN.fullmatch(allowed))
-    session = ASSUMED_ROLE.fullmatch(caller_arn)
-    role = ROLE.fullmatch(allowed)
-    return bool(session and role) and session.groups() == role.groups()  # type: ignore[union-attr]
+    return CallerPolicy.parse([allowed]).admits(Caller.parse(caller_arn))
 
 
-def authorize(caller_arn: str | None, allowed_callers: Iterable[str], scopes: Iterable[str],
+def authorize(caller: Caller | None, callers: CallerPolicy, scopes: Iterable[str],
               allowed_scopes: frozenset[str]) -> None:
     """Raise unless the caller and every scope are allowed. Caller first, as the API promises."""
-    if not caller_arn:
+    if caller is None:
         raise AccessDenied("no IAM caller identity in the request")
-    if not any(caller_matches(caller_arn, entry) for entry in allowed_callers):
+    if not callers.admits(caller):
         raise AccessDenied()
     check_scopes(scopes, allowed_scopes)
 
 
-def authorize_unrequested(allowed_callers: Iterable[str], scopes: Iterable[str],
-                          allowed_scopes: frozenset[str]) -> None:
+def authorize_unrequested(callers: CallerPolicy, scopes: Iterable[str], allowed_scopes: frozenset[str]) -> None:
     """Raise unless some caller could still be vended these scopes: what the scheduled run asks before
     it mints or refreshes a token nobody asked for yet."""
-    if not any(True for _ in allowed_callers):
+    if not callers.admits_anyone():
         raise AccessDenied("the app allows no caller")
     check_scopes(scopes, allowed_scopes)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InvalidRequest
+from .policy import Caller
 
 # The app name becomes part of a secret name: this pattern is what keeps a
 # caller from naming any other secret.
@@ -23,8 +23,7 @@ MAX_SCOPES = 32
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
 
-@dataclass(frozen=True)
-class ApiCall:
+class ApiCall(NamedTuple):
     """What an API Gateway event of the token resource carries, as sent: nothing validated yet."""
 
     method: str
@@ -32,6 +31,10 @@ class ApiCall:
     scope_values: tuple[str, ...]  # every `scope` parameter
     fingerprint: str | None  # a report's `fingerprint` parameter
     caller_arn: str | None  # the IAM identity API Gateway authenticated
+
+    @property
+    def caller(self) -> Caller | None:
+        return Caller.parse(self.caller_arn) if self.caller_arn else None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> ApiCall:
@@ -45,8 +48,7 @@ class ApiCall:
                    caller_arn=caller if isinstance(caller, str) and caller else None)
 
 
-@dataclass(frozen=True)
-class TokenRequest:
+class TokenRequest(NamedTuple):
     app: str
     scopes: tuple[str, ...]  # sorted, without duplicates
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import NamedTuple
 
 
 def fingerprint(access_token: str) -> str:
@@ -21,8 +22,7 @@ def servable(expires_at: float, renewal_blocked: bool, now: float, min_ttl_secon
     return left > min_ttl_seconds or (renewal_blocked and left > 0)
 
 
-@dataclass(frozen=True)
-class TokenKey:
+class TokenKey(NamedTuple):
     """One cached token per (app, normalized scope set, client credentials)."""
 
     app: str
@@ -61,7 +61,7 @@ class CachedToken:
     def servable(self, now: float, min_ttl_seconds: float) -> bool:
         return servable(self.expires_at, self.renewal_blocked, now, min_ttl_seconds)
 
-    @property
+    @cached_property  # a token in memory answers many vends
     def expires_at_rfc3339(self) -> str:
         return datetime.fromtimestamp(int(self.expires_at), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -16,11 +16,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 from .app_config import AppConfig, AppConfigStore
 from .errors import CredentialsRejected, DependencyUnavailable, SlowDown, TokenInProgress, UnknownApp, VendingError
 from .memory_cache import MemoryCache
 from .observability import logger, record_single_flight_wait, record_unsealable_entry
+from .policy import Caller
 from .request_input import TokenRequest
 from .settings import Settings
 from .token_endpoint import IssuedToken, TokenEndpoint
@@ -31,8 +34,7 @@ from .upstream_guard import UpstreamGuard
 FIRST_WAIT_SECONDS, LONGEST_WAIT_SECONDS = 0.05, 0.4  # between reads while another container fetches
 
 
-@dataclass(frozen=True)
-class Vended:
+class Vended(NamedTuple):
     token: CachedToken
     source: str  # memory | table | upstream
     expires_in: int  # what the answer says: the endpoint's own figure for a token fetched now,
@@ -51,10 +53,10 @@ class TokenVendor:
         self._endpoint = endpoint
         self._source = source
 
-    def vend(self, request: TokenRequest, caller_arn: str | None) -> Vended:
+    def vend(self, request: TokenRequest, caller: Caller | None) -> Vended:
         self._endpoint.check_url()  # a refused TOKEN_URL answers 500 before any call
         health = StoreHealth()
-        config = self.authorized_config(request, caller_arn)
+        config = self.authorized_config(request, caller)
         try:
             return self._source.token_for(config, request, health=health)
         except CredentialsRejected:
@@ -64,14 +66,14 @@ class TokenVendor:
                 self._guard.rejected(config, health)
                 raise
             logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
-            fresh.authorize(caller_arn, request.scopes)
+            fresh.authorize(caller, request.scopes)
             try:
                 return self._source.token_for(fresh, request, health=health)
             except CredentialsRejected:
                 self._guard.rejected(fresh, health)
                 raise
 
-    def authorized_config(self, request: TokenRequest, caller_arn: str | None) -> AppConfig:
+    def authorized_config(self, request: TokenRequest, caller: Caller | None) -> AppConfig:
         """The app's configuration, once the caller is allowed these scopes under it."""
         self._guard.check_app(request.app)
         try:
@@ -83,12 +85,12 @@ class TokenVendor:
         except UnknownApp:
             self._guard.unknown_app(request.app)
             raise
-        config.authorize(caller_arn, request.scopes)
+        config.authorize(caller, request.scopes)
         return config
 
-    def report(self, request: TokenRequest, caller_arn: str | None, token_fingerprint: str) -> bool:
+    def report(self, request: TokenRequest, caller: Caller | None, token_fingerprint: str) -> bool:
         """Drop the cached token for the request if it is still the one reported; True if dropped."""
-        config = self.authorized_config(request, caller_arn)
+        config = self.authorized_config(request, caller)
         return self._source.drop(TokenKey(request.app, request.scope, config.credential_id), token_fingerprint)
 
 
@@ -98,19 +100,20 @@ class Lookup:
 
     config: AppConfig
     request: TokenRequest
+    key: TokenKey
     min_ttl: float  # a cached token needs more than this left
     health: StoreHealth
     previous: str | None = None  # fingerprint of the token we had, to notice the same one coming back
     unsealable: set[str] = field(default_factory=set)  # entries that did not unseal: not tried again
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)  # names our lease
     lease_held: bool = False
     lease_busy_until: float = 0.0  # another holder's lease runs out then
     wait_until: float | None = None  # we stop waiting for that holder then
     wait: float = FIRST_WAIT_SECONDS
 
-    @property
-    def key(self) -> TokenKey:
-        return TokenKey(self.request.app, self.request.scope, self.config.credential_id)
+    @cached_property  # made only when a lease is tried for: most lookups end in memory
+    def owner(self) -> str:
+        """Names our lease."""
+        return uuid.uuid4().hex
 
     def reject(self, entry_fingerprint: str, problem: EntryRejected) -> None:
         """A table entry that must not be served (edited, moved, or sealed before the seal bound its
@@ -141,11 +144,18 @@ class TokenSource:
                   use_memory: bool = True, health: StoreHealth | None = None) -> Vended:
         """A token for an already authorized request. `min_ttl` raises the bar for cached tokens
         (the scheduled refresh uses it to renew tokens ahead of expiry)."""
-        lookup = Lookup(config, request, self._settings.min_ttl_seconds if min_ttl is None else min_ttl,
-                        health or StoreHealth())
-        if use_memory and (hit := self._from_memory(lookup)):
-            return hit
-        return self._from_table_or_upstream(lookup)
+        key = TokenKey(request.app, request.scope, config.credential_id)
+        min_ttl = self._settings.min_ttl_seconds if min_ttl is None else min_ttl
+        health = health or StoreHealth()
+        previous = None  # the token memory held, if any: to notice the same one coming back
+        if use_memory and (remembered := self._memory.get(key)):
+            token, trusted = remembered
+            now = self._clock()
+            if token.servable(now, min_ttl) and (trusted or self._table_still_holds(key, token, health)):
+                return Vended(token, "memory", token.whole_seconds_left(now))
+            previous = token.fingerprint
+            self._memory.drop(key)
+        return self._from_table_or_upstream(Lookup(config, request, key, min_ttl, health, previous))
 
     def drop(self, key: TokenKey, token_fingerprint: str) -> bool:
         """Drop the key's token, from memory and the table, if it is still the one reported; True if dropped.
@@ -153,7 +163,7 @@ class TokenSource:
         in a loop must not mint without end."""
         health = StoreHealth()
         with health.tolerate():
-            minted = [token.minted_at for token in (self._reported_in_table(key), self._memory.token(key))
+            minted = [token.minted_at for token in (self._entry(key), self._memory.token(key))
                       if token is not None and token.fingerprint == token_fingerprint]
             now = self._clock()
             reportable_from = max(minted, default=0.0) + self._settings.min_report_age_seconds
@@ -164,31 +174,20 @@ class TokenSource:
             return self._store.delete_if_fingerprint(key, token_fingerprint, minted_before) or dropped_from_memory
         raise DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5)
 
-    def _reported_in_table(self, key: TokenKey) -> StoredToken | None:
+    def _entry(self, key: TokenKey) -> StoredToken | None:
+        """The key's table entry; None when there is none or it is malformed (it holds no token)."""
         try:
             return self._store.get(key)
         except EntryRejected:
-            return None  # malformed: it holds no token anyone could report
-
-    def _from_memory(self, lookup: Lookup) -> Vended | None:
-        remembered = self._memory.get(lookup.key)
-        if remembered is None:
             return None
-        token, trusted = remembered
-        now = self._clock()
-        if token.servable(now, lookup.min_ttl) and (trusted or self._table_still_holds(lookup, token)):
-            return Vended(token, "memory", token.whole_seconds_left(now))
-        lookup.previous = token.fingerprint
-        self._memory.drop(lookup.key)
-        return None
 
-    def _table_still_holds(self, lookup: Lookup, token: CachedToken) -> bool:
+    def _table_still_holds(self, key: TokenKey, token: CachedToken, health: StoreHealth) -> bool:
         """Re-check an entry whose memory trust ran out: has it been invalidated or replaced?"""
-        with lookup.health.tolerate():
-            stored = self._read_table(lookup)
-            if stored is None or stored.fingerprint != token.fingerprint:
+        with health.tolerate():
+            held = self._entry(key)
+            if held is None or held.fingerprint != token.fingerprint:
                 return False
-            self._memory.renew_trust(lookup.key)
+            self._memory.renew_trust(key)
         return True  # the table holds it, or cannot say: keep serving what we have
 
     def _from_table_or_upstream(self, lookup: Lookup) -> Vended:

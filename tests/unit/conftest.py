@@ -14,7 +14,7 @@ from token_vending.token_store import GuardTable, TokenStore
 from devstack.local_aws import KEY_ALIAS, TABLE_NAME
 from devstack.stack import LocalStack
 
-CALLER = "arn:aws:sts::111122223333:assumed-role/billing-service/billing-session"
+CALLER_ARN = "arn:aws:sts::111122223333:assumed-role/billing-service/billing-session"
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z: a whole hour, so budgets start fresh
 
 
@@ -51,7 +51,7 @@ class Aws:
 
     def app(self, app: str = "demo", **overrides: Any) -> AppConfig:
         """A stored app secret (the stub accepts its credentials), parsed as the function parses it."""
-        secret = self.stack.add_app(app, allowed_callers=[CALLER], **overrides)
+        secret = self.stack.add_app(app, allowed_callers=[CALLER_ARN], **overrides)
         version = self.stack.client("secretsmanager").get_secret_value(SecretId=f"sangoma/token-vending/{app}")
         return parse_app_config(app, json.dumps(secret), version["VersionId"], self.stack.token_endpoint.url)
 

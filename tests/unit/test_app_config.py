@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from token_vending.app_config import AppConfig, parse_app_config
 from token_vending.errors import AccessDenied, ConfigurationError, InvalidScope
+from token_vending.policy import Caller
 
 CLIENT_SECRET = "s3cr3t-Zq8vR2-never-print-me"
 CLIENT_ID = "client-id-0001"
@@ -220,17 +221,17 @@ def test_latin1_credentials_are_accepted() -> None:
 def test_a_configuration_answers_like_the_policy_and_raises_a_fresh_refusal_each_time() -> None:
     config = parse(secret())
     session = "arn:aws:sts::111122223333:assumed-role/billing-service/s1"
-    config.authorize(session, ("cx.agent-calls",))
-    config.authorize(session, ("cx.agent-calls",))  # remembered, still allowed
+    config.authorize(Caller.parse(session), ("cx.agent-calls",))
+    config.authorize(Caller.parse(session), ("cx.agent-calls",))  # remembered, still allowed
     refusals = []
     for _ in range(2):
         with pytest.raises(InvalidScope) as caught:
-            config.authorize(session, ("cx.admin",))
+            config.authorize(Caller.parse(session), ("cx.admin",))
         refusals.append(caught.value)
     assert refusals[0] is not refusals[1]
     assert refusals[0].description == refusals[1].description
     with pytest.raises(AccessDenied):
-        config.authorize("arn:aws:sts::999999999999:assumed-role/billing-service/s1", ("cx.agent-calls",))
+        config.authorize(Caller.parse("arn:aws:sts::999999999999:assumed-role/billing-service/s1"), ("cx.agent-calls",))
     with pytest.raises(AccessDenied):
         config.authorize(None, ("cx.agent-calls",))
 
@@ -238,10 +239,10 @@ def test_a_configuration_answers_like_the_policy_and_raises_a_fresh_refusal_each
 def test_a_policy_change_is_a_new_configuration_with_its_own_decisions() -> None:
     session = "arn:aws:sts::111122223333:assumed-role/billing-service/s1"
     before = parse(secret())
-    before.authorize(session, ("cx.agent-calls",))
+    before.authorize(Caller.parse(session), ("cx.agent-calls",))
     after = parse(secret(allowed_callers=["999999999999"]), version_id="v2")
     with pytest.raises(AccessDenied):
-        after.authorize(session, ("cx.agent-calls",))
+        after.authorize(Caller.parse(session), ("cx.agent-calls",))
 
 
 def test_credential_id_does_not_reveal_the_secret() -> None:

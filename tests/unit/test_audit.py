@@ -19,7 +19,7 @@ def test_a_record_unanswered_says_internal_error_with_what_was_sent() -> None:
     record = AuditRecord.begin(call())
 
     assert record is not None
-    assert record.properties() == {
+    assert record.properties == {
         "level": "INFO", "message": "vend", "function_request_id": "function-request", "correlation_id": "api-request",
         "audit": "vend", "outcome": "internal_error", "status": 500, "caller": CALLER, "app": "demo",
         "scope": "cx.b cx.a"}
@@ -31,7 +31,7 @@ def test_an_answer_completes_it_and_what_it_established_replaces_what_was_sent()
 
     record.answered("ok", 200, scope="cx.a cx.b", fingerprint="0123456789abcdef", source="table")
 
-    properties = record.properties()
+    properties = record.properties
     assert (properties["outcome"], properties["status"], properties["scope"]) == ("ok", 200, "cx.a cx.b")
     assert (properties["fingerprint"], properties["source"]) == ("0123456789abcdef", "table")
 
@@ -41,7 +41,7 @@ def test_what_was_sent_is_bounded() -> None:
                                     method="DELETE"))
     assert record is not None
 
-    properties = record.properties()
+    properties = record.properties
     assert len(properties["app"]) == len(properties["scope"]) == len(properties["fingerprint"]) == MAX_AUDITED_INPUT
     assert properties["audit"] == "report"
 
@@ -49,5 +49,5 @@ def test_what_was_sent_is_bounded() -> None:
 def test_only_reports_carry_the_fingerprint_sent_and_other_methods_have_no_record() -> None:
     vend = AuditRecord.begin(call(fingerprint="0123456789abcdef"))
 
-    assert vend is not None and "fingerprint" not in vend.properties()
+    assert vend is not None and "fingerprint" not in vend.properties
     assert AuditRecord.begin(call(method="POST")) is None

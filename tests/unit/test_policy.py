@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
+from token_vending import policy
 from token_vending.errors import AccessDenied, InvalidScope, VendingError
-from token_vending.policy import authorize, caller_matches
+from token_vending.policy import Caller, CallerPolicy, caller_matches
 
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
@@ -15,6 +16,13 @@ SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/billing-service/billing-session"
 USER = f"arn:aws:iam::{ACCOUNT}:user/alice"
 SCOPES = ("cx.agent-calls", "cx.queue-calls")
 ALLOWED_SCOPES = frozenset(SCOPES)
+
+
+def authorize(caller_arn: str | None, allowed_callers: Iterable[str], scopes: Iterable[str],
+              allowed_scopes: frozenset[str]) -> None:
+    """The policy check on a caller ARN and allowed_callers entries, each parsed as the function parses them."""
+    caller = Caller.parse(caller_arn) if caller_arn else None
+    policy.authorize(caller, CallerPolicy.parse(allowed_callers), scopes, allowed_scopes)
 
 
 # --- account IDs --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from token_vending.app_config import AppConfig, AppConfigStore
 from token_vending.errors import SlowDown, TokenInProgress, UnknownApp
 from token_vending.memory_cache import MemoryCache
 from token_vending.observability import take_metrics
+from token_vending.policy import Caller
 from token_vending.request_input import TokenRequest, parse_token_request
 from token_vending.settings import Settings
 from token_vending.token_endpoint import TokenEndpoint
@@ -20,9 +21,10 @@ from token_vending.vending import TokenSource, TokenVendor
 
 from devstack.local_aws import SECRET_PREFIX, TABLE_NAME
 
-from .conftest import CALLER, START, Aws
+from .conftest import CALLER_ARN, START, Aws
 
 SETTINGS = Settings(min_report_age_seconds=60)
+CALLER = Caller.parse(CALLER_ARN)
 REQUEST = parse_token_request("demo", ["cx.agent-calls"])
 
 
@@ -52,7 +54,8 @@ def key(config: AppConfig, request: TokenRequest = REQUEST) -> TokenKey:
 
 
 def metrics() -> dict[str, Any]:
-    return {name: value for name, (value, _) in take_metrics().items()}
+    counts, others = take_metrics()
+    return {**counts, **{name: values for name, (_, values) in others.items()}}
 
 
 @pytest.fixture
