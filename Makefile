@@ -83,8 +83,9 @@ apps: $(VENV)/.installed ## app secrets: ARGS="validate FILE | put APP FILE | sh
 	@$(PY) -m tools.apps $(ARGS) $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK)) \
 	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION))
 
-smoke: $(VENV)/.installed ## vend once with your own AWS credentials: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
-	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION))
+smoke: $(VENV)/.installed ## vend once with your own AWS credentials, check the alias live: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
+	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION)) \
+	  $(if $(FUNCTION),--function "$(FUNCTION)")
 
 # Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
 GATEWAY_PORT ?= 8710
