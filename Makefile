@@ -66,7 +66,7 @@ scan: $(VENV)/.installed $(SCAN_VENV)/.installed ## template security scan: chec
 unit: $(VENV)/.installed ## the unit tests alone
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.installed ## the integration tests alone (local stack on 127.0.0.1)
+integration: $(VENV)/.installed $(SAM_VENV)/.installed ## the integration tests alone (local stack on 127.0.0.1)
 	$(PY) -m pytest tests/integration
 
 artifact: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the built artifact's tests alone (3.13, runtime client)
