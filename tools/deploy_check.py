@@ -48,6 +48,7 @@ class ParameterSet:
     stack: str
     given: dict[str, str]
     expect: Callable[[Resources], list[str]] = field(default=lambda resources: [])
+    effect: str = ""  # what expect() found, for the summary line
 
 
 def _function(resources: Resources) -> dict[str, Any]:
@@ -91,11 +92,14 @@ def parameter_sets(config: Path = SAMCONFIG) -> list[ParameterSet]:
         sets.append(ParameterSet(f"samconfig {env}", stack, samconfig_overrides(env, config)))
     return [
         *sets,
-        ParameterSet("SnapStart on", "deploy-check", {"SnapStart": "true"}, _expect_snapstart),
-        ParameterSet("DetailedTracing on", "deploy-check", {"DetailedTracing": "true"}, _expect_tracing),
-        ParameterSet("private API", "deploy-check", {"PrivateApiVpcEndpointId": VPC_ENDPOINT}, _expect_private),
+        ParameterSet("SnapStart on", "deploy-check", {"SnapStart": "true"}, _expect_snapstart,
+                     "SnapStart on published versions; "),
+        ParameterSet("DetailedTracing on", "deploy-check", {"DetailedTracing": "true"}, _expect_tracing,
+                     "Powertools tracing on; "),
+        ParameterSet("private API", "deploy-check", {"PrivateApiVpcEndpointId": VPC_ENDPOINT}, _expect_private,
+                     f"PRIVATE, only through {VPC_ENDPOINT}; "),
         ParameterSet("custom KMS keys", "deploy-check", {"SecretKmsKeyArns": ",".join(SECRET_KEYS)},
-                     _expect_secret_keys),
+                     _expect_secret_keys, "kms:Decrypt on the 2 keys; "),
     ]
 
 
@@ -261,8 +265,10 @@ def check(template: dict[str, Any], parameters: ParameterSet, out_dir: Path) -> 
     out = out_dir / (re.sub(r"[^a-z0-9]+", "-", parameters.name.lower()) + ".json")
     out.write_text(json.dumps(first, indent=1, default=str))
     problems += lint(out)
-    summary = (f"stack {parameters.stack}: stages [v1]; {targets}; version {versions[REVISIONS[0]]} "
-               f"follows Revision; layers {', '.join(layers)}; no cycle; cfn-lint clean")
+    first_id, second_id = (versions[label][len(FUNCTION) + len("Version"):] for label in REVISIONS)
+    summary = (f"stack {parameters.stack}: {parameters.effect}stages [v1]; {targets}; version "
+               f"{FUNCTION}Version{{{first_id}, again {first_id}, {second_id}}} for Revision "
+               f"{{{REVISIONS[0]}, again, {REVISIONS[1]}}}; layers {', '.join(layers)}; no cycle; cfn-lint clean")
     return problems, summary
 
 

@@ -25,10 +25,11 @@ def test_the_template_passes_for_a_samconfig_env_and_a_private_api(build: Path) 
     dev, private, summary = result.stdout.splitlines()
     assert " ".join(dev.split()) == (
         "ok samconfig dev stack sangoma-token-vending-dev: stages [v1]; 2 API routes, 1 schedule target, "
-        "3 permissions, 1 event-invoke config -> live; version TokenVendingFunctionVersion0123456789 follows "
-        "Revision; layers sangoma-token-vending-dev-client, sangoma-token-vending-dev-dependencies; no cycle; "
-        "cfn-lint clean")
-    assert private.startswith("ok   private API")
+        "3 permissions, 1 event-invoke config -> live; version TokenVendingFunctionVersion{0123456789, again "
+        "0123456789, fedcba9876} for Revision {0123456789abcdef, again, fedcba9876543210}; layers "
+        "sangoma-token-vending-dev-client, sangoma-token-vending-dev-dependencies; no cycle; cfn-lint clean")
+    assert " ".join(private.split()).startswith("ok private API stack deploy-check: PRIVATE, only through "
+                                                "vpce-0123456789abcdef0; stages [v1];")
     assert summary.startswith("deploy-check: all parameter sets pass (transformed templates in ")
     assert (build.parent / "deploy-check" / "samconfig-dev.json").is_file()
 
