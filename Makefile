@@ -12,11 +12,11 @@ LAMBDA_PYTHON_TOOL := tools/lambda-python
 PIP_FLAGS := --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint unit integration artifact validate scan build serve invoke bench tokens apps smoke clean
+.PHONY: help demo test lint unit integration artifact validate scan build deploy-check deploy serve invoke bench tokens apps smoke clean
 
 help: ## this list
 	@echo "Sangoma CX token vending: make TARGET"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 14
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 
 $(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ $(LAMBDA_VENV)/.installed: devstack/lambda-runtime-requirements.txt $(LAMBDA_PYT
 demo: $(VENV)/.installed ## vend one token through the real handler against an embedded local stack
 	$(PY) -m devstack.demo
 
-test: lint validate scan build $(LAMBDA_VENV)/.installed ## everything CI runs: lint, validate, scan, build, then every test
+test: lint validate scan build deploy-check $(LAMBDA_VENV)/.installed ## everything CI runs: lint, validate, scan, build, deploy-check, then every test
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed ## ruff and mypy --strict
@@ -66,7 +66,7 @@ scan: $(VENV)/.installed $(SCAN_VENV)/.installed ## template security scan: chec
 unit: $(VENV)/.installed ## the unit tests alone
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.installed ## the integration tests alone (local stack on 127.0.0.1)
+integration: $(VENV)/.installed $(SAM_VENV)/.installed ## the integration tests alone (local stack on 127.0.0.1)
 	$(PY) -m pytest tests/integration
 
 artifact: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the built artifact's tests alone (3.13, runtime client)
@@ -83,8 +83,9 @@ apps: $(VENV)/.installed ## app secrets: ARGS="validate FILE | put APP FILE | sh
 	@$(PY) -m tools.apps $(ARGS) $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK)) \
 	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION))
 
-smoke: $(VENV)/.installed ## vend once with your own AWS credentials: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
-	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION))
+smoke: $(VENV)/.installed ## vend once with your own AWS credentials, check the alias live: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
+	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION)) \
+	  $(if $(FUNCTION),--function "$(FUNCTION)")
 
 # Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
 GATEWAY_PORT ?= 8710
@@ -96,6 +97,18 @@ serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl
 # Compiles the bytecode with CPython 3.13: stops, saying how to get one, where there is none.
 build: $(SAM_VENV)/.installed ## sam build: the function and layers, with 3.13 bytecode, into .aws-sam/build
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
+
+# What the SAM transform makes of the built template for each parameter set that matters (defaults, each
+# samconfig.toml env, SnapStart, DetailedTracing, a private API, secret keys), checked: one line per set.
+deploy-check: build ## the built template through the SAM transform per parameter set, each result checked
+	$(SAM_VENV)/bin/python -m tools.deploy_check
+
+# Stops before building on a missing or unknown ENV, or a PARAMS name the template lacks; never needs Docker.
+# PARAMS is read from the environment (make puts command-line variables there), so its quotes stay as written.
+deploy: $(SAM_VENV)/.installed ## build, then sam deploy with the build's Revision: ENV=dev [PARAMS="Key=Value ..."] [DRY_RUN=1]
+	@$(SAM_VENV)/bin/python -m tools.deploy check "$(ENV)" --params "$$PARAMS"
+	$(MAKE) --no-print-directory build
+	$(SAM_VENV)/bin/python -m tools.deploy run "$(ENV)" --params "$$PARAMS" --sam "$(SAM)" $(if $(DRY_RUN),--dry-run)
 
 # Like `sam local invoke`, without Docker: against `make serve`'s stack when it runs, else an embedded one.
 EVENT ?= events/vend.json

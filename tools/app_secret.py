@@ -87,7 +87,7 @@ def caller_kind(entry: str) -> CallerKind | None:
     if USER.fullmatch(entry):
         return CallerKind("user", "the IAM user")
     if ASSUMED_ROLE.fullmatch(entry):
-        return CallerKind("session", "only a session of that exact name")
+        return CallerKind("session", "a session of that name, which whoever may assume the role chooses")
     return None
 
 
@@ -182,9 +182,10 @@ def _callers(data: dict[str, Any]) -> list[Finding]:
         elif kind.kind == "account":
             findings.append(Finding("warning", field, "an account ID admits every IAM principal of that account"))
         elif kind.kind == "session":
-            findings.append(Finding("warning", field, "an assumed-role session ARN matches only a session of that "
-                                                      "exact name, never the role's other or future sessions: "
-                                                      "allow the role's ARN (arn:aws:iam::ACCOUNT:role/NAME)"))
+            findings.append(Finding("warning", field, "an assumed-role session ARN is no narrower than its role: "
+                                                      "whoever may assume the role chooses the session name; and it "
+                                                      "never matches the role's other sessions: allow the role's ARN "
+                                                      "(arn:aws:iam::ACCOUNT:role/NAME)"))
         if entry in seen:
             findings.append(Finding("warning", field, "repeats an earlier entry"))
         seen.add(entry)

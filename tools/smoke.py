@@ -1,11 +1,14 @@
 """Smoke test: vend one token with your own AWS credentials, as a service would, and say what failed.
 
-    make smoke URL=<VendingUrl> APP=billing SCOPE="cx.agent-calls cx.queue-calls" [REGION=us-east-1]
-    python -m tools.smoke --url URL --app APP --scope SCOPE [--region R] [--profile P]
+    make smoke URL=<VendingUrl> APP=billing SCOPE="cx.agent-calls cx.queue-calls" [REGION=us-east-1] [FUNCTION=f]
+    python -m tools.smoke --url URL --app APP --scope SCOPE [--region R] [--profile P] [--function F]
 
 It calls the service through the client package (sangoma_token_client) with botocore's
 credential chain, once (no retries, so a 503 shows as it is), prints the answer without
-the token, and on failure says in words what to look at. Exit status 0 or 1.
+the token, and on failure says in words what to look at. Then it compares the version callers
+run (the alias `live`) with the function's $LATEST (tools/live_alias.py): a deploy that did not
+publish a version leaves callers on the old one. The function is found from the URL through
+API Gateway, or named with --function. Exit status 0, or 1 if the vend failed or `live` lags.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import TextIO
 import botocore.exceptions
 import botocore.session
 from sangoma_token_client import TokenClient, TokenVendingError
+
+from .live_alias import NEEDS, compare, split_qualifier, target_from_url
 
 # What each failure means for the operator, keyed by the error the client reports: the service's
 # code, API Gateway's error type, or the client's own. {app}, {region}, {url} are filled in.
@@ -100,6 +105,30 @@ def advice(error: TokenVendingError, *, app: str, region: str, url: str) -> str:
     return template.format(app=app, region=region, url=url, status=error.status)
 
 
+def check_live_alias(session: botocore.session.Session, region: str, url: str, function: str, out: TextIO) -> bool:
+    """Prints whether callers run the function's current configuration; False when they do not."""
+    try:
+        target = (split_qualifier(function) if function else
+                  target_from_url(url, session.create_client("apigateway", region_name=region)))
+        if target is None:
+            print(f"live alias: not checked ({url} is not an execute-api URL): name the function with "
+                  "FUNCTION=<the stack's TokenVendingFunctionArn output>", file=out)
+            return True
+        if not target.alias:
+            print(f"live alias: API Gateway invokes {target.function} itself, no alias: nothing to compare", file=out)
+            return True
+        version, differ = compare(session.create_client("lambda", region_name=region), target)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, LookupError) as error:
+        print(f"live alias: not checked: {error} (it takes {NEEDS})", file=out)
+        return True
+    if differ:
+        print(f"live alias: version {version} differs from $LATEST in {', '.join(differ)}", file=out)
+        print(f"FAIL: callers still run version {version}: deploy with make deploy", file=out)
+        return False
+    print(f"OK: live runs version {version}, the function's current configuration", file=out)
+    return True
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,10 +138,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser.add_argument("--region", default=None,
                         help="signing region (default: the URL's, else $AWS_REGION or your configuration)")
     parser.add_argument("--profile", default=None, help="AWS profile (default: botocore's credential chain)")
+    parser.add_argument("--function", default="",
+                        help="the function (name or ARN, :alias optional) whose alias `live` to compare with $LATEST "
+                             "(default: the one the URL's API invokes)")
     args = parser.parse_args(argv)
     out = out or sys.stdout
     if not (args.url and args.app and args.scope):
-        print('usage: make smoke URL=<VendingUrl> APP=<app> SCOPE="<scopes>" [REGION=<region>]', file=sys.stderr)
+        print('usage: make smoke URL=<VendingUrl> APP=<app> SCOPE="<scopes>" [REGION=<region>] [FUNCTION=<function>]',
+              file=sys.stderr)
         return 2
     try:
         session = botocore.session.Session(profile=args.profile)
@@ -125,19 +158,26 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
            if credentials else "no credentials")
     print(f"GET {client.url}/apps/{args.app}/token  scope={args.scope!r}  signed for {client.region}, {who}",
           file=out)
+    vended = vend(client, args.app, args.scope, out)
+    current = check_live_alias(session, str(client.region), client.url, args.function, out)
+    return 0 if vended and current else 1
+
+
+def vend(client: TokenClient, app: str, scope: str, out: TextIO) -> bool:
+    """One vend, its answer printed (never the token); False if it failed."""
     try:
-        token = client.get_token(args.app, args.scope)
+        token = client.get_token(app, scope)
     except TokenVendingError as error:
         status = f"HTTP {error.status} " if error.status else ""
         print(f"FAIL: {status}{error.error}: {error.error_description}", file=out)
         if error.retry_after is not None and error.status in RETRY_HINT:
             print(f"      Retry-After: {error.retry_after:g} s", file=out)
-        print(f"what to do: {advice(error, app=args.app, region=str(client.region), url=client.url)}", file=out)
-        return 1
+        print(f"what to do: {advice(error, app=app, region=str(client.region), url=client.url)}", file=out)
+        return False
     days = token.expires_in // 86_400
-    print(f"OK: a {token.token_type} token for {args.app}, scope {token.scope!r}, fingerprint {token.fingerprint}, "
+    print(f"OK: a {token.token_type} token for {app}, scope {token.scope!r}, fingerprint {token.fingerprint}, "
           f"expires {token.expires_at} ({days} days left); the token itself is not shown", file=out)
-    return 0
+    return True
 
 
 if __name__ == "__main__":

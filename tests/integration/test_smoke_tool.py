@@ -1,20 +1,26 @@
 """`make smoke`: one vend with the caller's own credentials through the client, against the local gateway (the
-demo key file), and each failure put into words an operator acts on."""
+demo key file), and each failure put into words an operator acts on; then whether callers run the function's
+current configuration (the alias `live` against $LATEST), with moto standing in for Lambda and API Gateway."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devstack.gateway import LocalGateway, load_credentials
 from devstack.stub_token_endpoint import Reply
+from tools.live_alias import Target, target_from_url
 
 from .conftest import SCOPES, Lambda
 
@@ -46,12 +52,14 @@ def test_a_successful_vend_prints_the_answer_without_the_token(gateway: LocalGat
     result = smoke("--url", gateway.url, "--app", "demo", "--scope", SCOPES)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    request, answer = result.stdout.splitlines()
+    request, answer, alias = result.stdout.splitlines()
     assert request == (f"GET {gateway.url}/apps/demo/token  scope='{SCOPES}'  signed for us-east-1, access key "
                        "AKIA...0001 (env)")
     assert answer.startswith(f"OK: a bearer token for demo, scope '{SCOPES}', fingerprint ")
     assert answer.endswith("days left); the token itself is not shown")
     assert "sgm_" not in result.stdout  # the stub's tokens start so
+    assert alias == (f"live alias: not checked ({gateway.url} is not an execute-api URL): name the function with "
+                     "FUNCTION=<the stack's TokenVendingFunctionArn output>")
 
 
 def failure(result: subprocess.CompletedProcess[str]) -> tuple[str, str]:
@@ -162,4 +170,116 @@ def test_missing_arguments_print_the_make_usage() -> None:
     result = smoke("--url", "", "--app", "demo", "--scope", SCOPES)
 
     assert result.returncode == 2
-    assert result.stderr == 'usage: make smoke URL=<VendingUrl> APP=<app> SCOPE="<scopes>" [REGION=<region>]\n'
+    assert result.stderr == ('usage: make smoke URL=<VendingUrl> APP=<app> SCOPE="<scopes>" [REGION=<region>] '
+                             '[FUNCTION=<function>]\n')
+
+
+# -- the alias `live` against $LATEST ---------------------------------------------------------------------------
+
+
+def zipped(source: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("token_vending/app.py", source)
+    return buffer.getvalue()
+
+
+@dataclass
+class Deployed:
+    """A function as a deploy leaves it in moto: version 1 published, `live` on it."""
+
+    aws: Any  # the Lambda client
+    layers: list[str]
+    name: str = "sangoma-token-vending-TokenVendingFunction-1A2B3C"
+
+    def publish_and_move_live(self) -> str:
+        version: str = self.aws.publish_version(FunctionName=self.name)["Version"]
+        self.aws.update_alias(FunctionName=self.name, Name="live", FunctionVersion=version)
+        return version
+
+
+@pytest.fixture
+def deployed(lam: Lambda) -> Deployed:
+    aws = lam.stack.client("lambda")
+    role = lam.stack.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    layers = [aws.publish_layer_version(LayerName="sangoma-token-vending-dependencies",
+                                        Content={"ZipFile": zipped(f"# {n}")})["LayerVersionArn"] for n in (1, 2)]
+    function = Deployed(aws, layers)
+    aws.create_function(FunctionName=function.name, Runtime="python3.13", Role=role,
+                        Handler="token_vending.app.lambda_handler", Code={"ZipFile": zipped("# one")},
+                        Layers=[layers[0]], MemorySize=512, Timeout=28,
+                        Environment={"Variables": {"TOKEN_URL": "https://auth.sangoma.com/oauth/token",
+                                                   "MEMORY_TRUST_SECONDS": "60"}})
+    version = aws.publish_version(FunctionName=function.name)["Version"]
+    aws.create_alias(FunctionName=function.name, Name="live", FunctionVersion=version)
+    return function
+
+
+def smoke_function(gateway: LocalGateway, lam: Lambda, function: str) -> subprocess.CompletedProcess[str]:
+    return smoke("--url", gateway.url, "--app", "demo", "--scope", SCOPES, "--function", function,
+                 AWS_ENDPOINT_URL=lam.stack.moto.url)
+
+
+def test_callers_left_on_an_older_version_fail_in_words(gateway: LocalGateway, lam: Lambda,
+                                                        deployed: Deployed) -> None:
+    # What a deploy did before versions followed Revision: a new TokenUrl and dependencies layer on $LATEST only.
+    deployed.aws.update_function_configuration(
+        FunctionName=deployed.name, Layers=[deployed.layers[1]],
+        Environment={"Variables": {"TOKEN_URL": "https://auth.example.com/oauth/token", "MEMORY_TRUST_SECONDS": "60"}})
+
+    result = smoke_function(gateway, lam, deployed.name)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    *vended, differs, fail = result.stdout.splitlines()
+    assert vended[-1].startswith("OK: a bearer token for demo")  # the vend itself worked
+    assert differs == "live alias: version 1 differs from $LATEST in environment (TOKEN_URL), layers"
+    assert fail == "FAIL: callers still run version 1: deploy with make deploy"
+    assert "auth.example.com" not in result.stdout  # variable names, never values
+
+
+def test_memory_timeout_and_code_count_too(gateway: LocalGateway, lam: Lambda, deployed: Deployed) -> None:
+    deployed.aws.update_function_configuration(FunctionName=deployed.name, MemorySize=1024, Timeout=15)
+    deployed.aws.update_function_code(FunctionName=deployed.name, ZipFile=zipped("# two"))
+
+    result = smoke_function(gateway, lam, deployed.name)
+
+    assert result.returncode == 1
+    assert "live alias: version 1 differs from $LATEST in memory, timeout, code\n" in result.stdout
+
+
+def test_after_a_deploy_that_moved_live_it_passes(gateway: LocalGateway, lam: Lambda, deployed: Deployed) -> None:
+    deployed.aws.update_function_configuration(FunctionName=deployed.name, Layers=[deployed.layers[1]])
+    deployed.publish_and_move_live()
+
+    result = smoke_function(gateway, lam, f"{deployed.name}:live")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "OK: live runs version 2, the function's current configuration"
+
+
+def test_a_function_that_is_not_there_is_not_checked_and_it_says_what_it_takes(gateway: LocalGateway,
+                                                                              lam: Lambda) -> None:
+    result = smoke_function(gateway, lam, "another-function")
+
+    assert result.returncode == 0, result.stdout + result.stderr  # nothing known to be wrong
+    assert result.stdout.splitlines()[-1].startswith("live alias: not checked: An error occurred "
+                                                     "(ResourceNotFoundException) when calling the GetAlias operation")
+    assert result.stdout.endswith("(it takes apigateway:GET, lambda:GetAlias and lambda:GetFunctionConfiguration)\n")
+
+
+def test_the_function_is_found_from_the_url_through_the_apis_integration(lam: Lambda, deployed: Deployed) -> None:
+    apigateway = lam.stack.client("apigateway")
+    api = apigateway.create_rest_api(name="sangoma-token-vending")["id"]
+    parent = next(item["id"] for item in apigateway.get_resources(restApiId=api)["items"] if item["path"] == "/")
+    for part in ("apps", "{app}", "token"):
+        parent = apigateway.create_resource(restApiId=api, parentId=parent, pathPart=part)["id"]
+    apigateway.put_method(restApiId=api, resourceId=parent, httpMethod="GET", authorizationType="AWS_IAM")
+    arn = deployed.aws.get_function(FunctionName=deployed.name)["Configuration"]["FunctionArn"]
+    apigateway.put_integration(
+        restApiId=api, resourceId=parent, httpMethod="GET", type="AWS_PROXY", integrationHttpMethod="POST",
+        uri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{arn}:live/invocations")
+
+    assert target_from_url(f"https://{api}.execute-api.us-east-1.amazonaws.com/v1", apigateway) == Target(arn, "live")
+    assert target_from_url(f"https://{api}-vpce-0123456789abcdef0.execute-api.us-east-1.amazonaws.com/v1/",
+                           apigateway) == Target(arn, "live")  # a private API's endpoint-specific name
+    assert target_from_url("https://vending.internal.example/v1", apigateway) is None

@@ -96,8 +96,8 @@ WARNED = [
                  "warning: allowed_callers[1]: an account ID admits every IAM principal of that account",
                  id="account-wide"),
     pytest.param(document(allowed_callers=["arn:aws:sts::111122223333:assumed-role/billing-service/i-0abc"]),
-                 "warning: allowed_callers[0]: an assumed-role session ARN matches only a session of that exact "
-                 "name, never the role's other or future sessions", id="session-arn"),
+                 "warning: allowed_callers[0]: an assumed-role session ARN is no narrower than its role: whoever "
+                 "may assume the role chooses the session name", id="session-arn"),
     pytest.param(document(allowed_callers=[]), "warning: allowed_callers: empty: the app allows no caller",
                  id="no-callers"),
     pytest.param(document(allowed_scopes=None), "warning: allowed_scopes: missing: the app allows no scope",

@@ -336,3 +336,48 @@ def test_the_audit_queries_are_saved_in_the_stack_as_the_tools_run_them(resource
         assert properties["LogGroupNames"] == [{"Ref": "TokenVendingLogGroup"}]
         assert len(query) <= 10_000
 
+
+
+def test_the_published_version_and_the_alias_follow_the_revision_make_deploy_sets(
+        template: dict[str, Any], function: dict[str, Any]) -> None:
+    revision = template["Parameters"]["Revision"]
+    assert revision["Type"] == "String" and revision["Default"] == ""  # empty: SAM's own hash of the code
+    for accepted in ("", "3f9c0a51d2e87b64", "0" * 64):
+        assert re.fullmatch(revision["AllowedPattern"], accepted), accepted
+    for refused in ("3F9C0A51D2E87B64", "3f9c-0a51d2e87b64", "3f9c0a51d", "0" * 65):  # a logical id's characters
+        assert not re.fullmatch(revision["AllowedPattern"], refused), refused
+    assert function["AutoPublishAlias"] == "live"
+    assert function["AutoPublishCodeSha256"] == {"Ref": "Revision"}  # names the version SAM publishes
+    assert function["VersionDescription"] == {"Ref": "Revision"}
+
+
+LIVE_INVOCATIONS = ("arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                    "${TokenVendingFunctionAliaslive}/invocations")
+
+
+def test_the_api_has_the_one_stage_v1_and_only_v1_may_invoke_the_alias(
+        resources: dict[str, Any], function: dict[str, Any]) -> None:
+    api = resources["VendingApi"]["Properties"]
+    assert api["StageName"] == "v1"
+    assert api["OpenApiVersion"] == "2.0"  # without it SAM adds a stage named Stage
+    # No Api events: SAM's permissions for those admit every stage of the API.
+    assert {event["Type"] for event in function["Events"].values()} == {"Schedule"}
+    routes = api["DefinitionBody"]["paths"]
+    assert set(routes) == {"/apps/{app}/token"}
+    assert set(routes["/apps/{app}/token"]) == {"get", "delete"}
+    for operation in routes["/apps/{app}/token"].values():
+        integration = operation["x-amazon-apigateway-integration"]
+        assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST")
+        assert integration["uri"] == {"Sub": LIVE_INVOCATIONS}
+    permissions = [resource["Properties"] for resource in resources.values()
+                   if resource["Type"] == "AWS::Lambda::Permission"]
+    source = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${VendingApi}/v1/%s/apps/*/token"
+    assert sorted(permission["SourceArn"]["Sub"] for permission in permissions) == [source % "DELETE", source % "GET"]
+    for permission in permissions:
+        assert permission["FunctionName"] == {"Ref": "TokenVendingFunctionAliaslive"}
+        assert permission["Principal"] == "apigateway.amazonaws.com"
+
+
+def test_each_stack_names_its_own_layers(resources: dict[str, Any]) -> None:
+    assert resources["DependenciesLayer"]["Properties"]["LayerName"] == {"Sub": "${AWS::StackName}-dependencies"}
+    assert resources["ClientLayer"]["Properties"]["LayerName"] == {"Sub": "${AWS::StackName}-client"}
