@@ -40,6 +40,11 @@ class LocalState:
         return f"http://127.0.0.1:{self.moto_port}"
 
     @property
+    def token_url(self) -> str:
+        """The stub token endpoint's URL: the function's TOKEN_URL against this stack."""
+        return f"http://127.0.0.1:{self.token_port}/oauth/token"
+
+    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 

@@ -227,13 +227,17 @@ def show(args: argparse.Namespace, out: TextIO) -> int:
     text = answer.get("SecretString") or ""
     rows.append(("version", answer.get("VersionId", "?")))
     findings = check_secret(text)
+    token_url = targets.stack_token_url(target)
     try:
-        config = parse_app_config(app, text, answer.get("VersionId", ""))
+        config = parse_app_config(app, text, answer.get("VersionId", ""), token_url or "")
     except ConfigurationError:
         config = None
     if config is not None:
-        # One-way: the CREDENTIAL_ID column of `make tokens`, to tell which tokens this version minted.
-        rows.append(("credential id", config.credential_id))
+        # One-way, computed by the function's own code from the credentials and the stack's token endpoint:
+        # the CREDENTIAL_ID column of `make tokens`, to tell which tokens this version minted.
+        rows.append(("credential id", config.credential_id if token_url else
+                     f"unknown (it depends on the stack's TokenUrl; stack {target.stack or targets.DEFAULT_STACK} "
+                     "cannot be read)"))
     _print_rows(rows, out)
     if config is not None:
         print("allowed_scopes:", file=out)

@@ -243,5 +243,6 @@ def test_a_second_app_onboarded_locally_vends_with_the_readmes_commands(served: 
     assert answer["scope"] == "cx.agent-calls"
     rows = [line.split() for line in results[tokens].splitlines()[1:]]
     assert [(row[3], row[4], row[5]) for row in rows] == [("billing", "cx.agent-calls", answer["fingerprint"])]
+    assert f"credential id: {rows[0][6]}\n" in results[show]  # the id the function stored the token under
     assert results[remove].startswith("scheduled the deletion of sangoma/token-vending/billing for ")
     assert DEMO_KEYS.split()[0] in smoke
