@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import urllib3
 
 from devstack import local_state
 
@@ -189,6 +190,36 @@ def test_make_tokens_without_a_region_says_so_in_one_line() -> None:
     assert result.returncode == 1
     assert result.stderr == ("error: no AWS region: pass --region (REGION=... with make), or set AWS_REGION or "
                              "AWS_DEFAULT_REGION\n")
+
+
+# -- make serve's moto: this machine only -----------------------------------------------------------
+
+
+def test_make_serves_moto_answers_no_other_host_and_no_other_origin(served: Served) -> None:
+    port = json.loads(local_state.state_file().read_text())["moto_port"]
+    moto = f"http://127.0.0.1:{port}/"
+    # moto checks no signature; the credential scope names the service
+    get_secret = {"X-Amz-Target": "secretsmanager.GetSecretValue", "Content-Type": "application/x-amz-json-1.1",
+                  "Authorization": "AWS4-HMAC-SHA256 Credential=anything/20260101/us-east-1/secretsmanager/"
+                                   "aws4_request, SignedHeaders=host, Signature=0"}
+    body = json.dumps({"SecretId": "sangoma/token-vending/demo"})
+
+    # A web page's preflight: no CORS header, so the browser lets the page read nothing.
+    preflight = urllib3.request("OPTIONS", moto, headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-amz-target"}, retries=False, timeout=30)
+    # DNS rebinding: the page's own name, now resolving to 127.0.0.1, arrives as the Host.
+    rebound = urllib3.request("POST", moto, headers={**get_secret, "Host": f"rebind.evil.example:{port}"}, body=body,
+                              retries=False, timeout=30)
+    # What the refusal keeps from the page: this machine's own clients get the secret (and no CORS header either).
+    local = urllib3.request("POST", moto, headers={**get_secret, "Origin": "http://evil.example"}, body=body,
+                            retries=False, timeout=30)
+
+    assert [name for name in preflight.headers if name.lower().startswith("access-control-")] == []
+    assert rebound.status == 403
+    assert b"client_secret" not in rebound.data
+    assert local.status == 200 and b"client_secret" in local.data
+    assert [name for name in local.headers if name.lower().startswith("access-control-")] == []
 
 
 # -- what make serve prints -------------------------------------------------------------------------
