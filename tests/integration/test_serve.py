@@ -13,9 +13,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 import urllib3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from requests_aws4auth import AWS4Auth
 
 from devstack import local_state
 
@@ -220,6 +226,37 @@ def test_make_serves_moto_answers_no_other_host_and_no_other_origin(served: Serv
     assert b"client_secret" not in rebound.data
     assert local.status == 200 and b"client_secret" in local.data
     assert [name for name in local.headers if name.lower().startswith("access-control-")] == []
+
+
+# -- signers of others, through make serve's gateway ------------------------------------------------
+
+DEMO_KEY, DEMO_SECRET = (pair.split("=")[1] for pair in DEMO_KEYS.split())
+
+
+def vend_with_requests_params(gateway_url: str) -> tuple[str, int, dict[str, str]]:
+    """requests builds the query from params= (form encoding: a space is `+`); requests-aws4auth signs it."""
+    answer = requests.get(f"{gateway_url}/apps/demo/token", params={"scope": SCOPES}, timeout=60,
+                          auth=AWS4Auth(DEMO_KEY, DEMO_SECRET, "us-east-1", "execute-api"))
+    return str(answer.url), answer.status_code, answer.json()
+
+
+def vend_with_botocore_params(gateway_url: str) -> tuple[str, int, dict[str, str]]:
+    """botocore's own request with params=: it sends them form-encoded and signs them canonically (%20)."""
+    request = AWSRequest(method="GET", url=f"{gateway_url}/apps/demo/token", params={"scope": SCOPES})
+    SigV4Auth(Credentials(DEMO_KEY, DEMO_SECRET), "execute-api", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    answer = urllib3.request("GET", prepared.url, headers=dict(prepared.headers.items()), retries=False, timeout=60)
+    return prepared.url, answer.status, answer.json()
+
+
+@pytest.mark.parametrize("vend", [vend_with_requests_params, vend_with_botocore_params])
+def test_a_query_with_plus_for_space_vends_through_make_serve(served: Served, vend: Any) -> None:
+    # API Gateway reads `+` in the query as a space, for the signature and for the function alike.
+    url, status, body = vend(served.gateway_url)
+
+    assert "scope=cx.agent-calls+cx.queue-calls" in url  # what was sent: form encoding
+    assert status == 200, body
+    assert body["scope"] == SCOPES  # two scopes reached the function, not one "cx.agent-calls+cx.queue-calls"
 
 
 # -- what make serve prints -------------------------------------------------------------------------
