@@ -202,7 +202,8 @@ class SigV4Verifier:
             raise Refused("InvalidSignatureException", f"Credential should be scoped to correct service: '{SERVICE}'.")
         if auth.region != self.region:
             raise Refused("InvalidSignatureException",
-                          f"Credential should be scoped to a valid region, not '{auth.region[:40]}'.")
+                          f"Credential should be scoped to a valid region, not '{auth.region[:40]}'. "
+                          f"This gateway expects '{self.region}'.")
         if auth.date != amz_date[:8]:
             raise Refused("InvalidSignatureException",
                           "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.")
