@@ -167,6 +167,30 @@ def test_local_stack_file_names_the_ports_while_serving_and_goes_on_exit(signum:
     assert not local_state.state_file().exists()
 
 
+def test_a_second_make_serve_in_the_checkout_refuses_naming_the_first_and_leaves_its_state(served: Served) -> None:
+    state_before = local_state.state_file().read_text()
+    first = json.loads(state_before)
+
+    second = subprocess.run(serve_command(), cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120,
+                            check=False)
+
+    assert second.returncode == 1
+    assert second.stdout == ""
+    assert second.stderr == (
+        f"make serve: already running in this checkout (pid {served.process.pid}; gateway {first['gateway_port']}, "
+        f"moto {first['moto_port']}, token stub {first['token_port']}): use it, or stop it first (Ctrl-C in its "
+        "terminal)\n")
+    assert local_state.state_file().read_text() == state_before  # the first one's state, untouched
+    listed = run("make tokens LOCAL=1")  # and what reads it still finds the first one
+    assert listed.returncode == 0, listed.stderr
+    # Once the first has stopped, make serve starts again.
+    assert served.stop() == 0
+    again = Served()
+    assert json.loads(local_state.state_file().read_text())["pid"] == again.process.pid
+    assert again.stop() == 0
+    assert not local_state.state_file().exists()
+
+
 def test_make_tokens_local_says_in_one_line_when_make_serve_is_not_running(tmp_path: Path) -> None:
     assert not local_state.state_file().exists()
     missing = run("make tokens LOCAL=1")
