@@ -72,19 +72,21 @@ integration: $(VENV)/.installed ## the integration tests alone (local stack on 1
 artifact: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the built artifact's tests alone (3.13, runtime client)
 	$(PY) -m pytest tests/artifact
 
-# Operator commands (quiet: what they print is their answer): AWS with your own credentials (REGION=, STACK= or
+# Operator commands (quiet: what they print is their answer): AWS with your own credentials (REGION=, PROFILE=, STACK= or
 # TABLE=), or LOCAL=1 for `make serve`'s stack.
 # Cached tokens, soonest expiry first (never the token); CALLERS=1 adds who received each (audit log, SINCE=7d).
 tokens: $(VENV)/.installed ## cached tokens: STACK=name or TABLE=name (AWS), or LOCAL=1; CALLERS=1 SINCE=7d
 	@$(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(STACK),--stack $(STACK)) $(if $(LOCAL),--local) \
-	  $(if $(REGION),--region $(REGION)) $(if $(APP),--app $(APP)) $(if $(CALLERS),--callers) $(if $(SINCE),--since $(SINCE))
+	  $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE)) $(if $(APP),--app $(APP)) \
+	  $(if $(CALLERS),--callers) $(if $(SINCE),--since $(SINCE))
 
 apps: $(VENV)/.installed ## app secrets: ARGS="validate FILE | put APP FILE | show APP | list | check APP ... | remove APP"
 	@$(PY) -m tools.apps $(ARGS) $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK)) \
-	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION))
+	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE))
 
 smoke: $(VENV)/.installed ## vend once with your own AWS credentials: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
-	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION))
+	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION)) \
+	  $(if $(PROFILE),--profile $(PROFILE))
 
 # Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
 GATEWAY_PORT ?= 8710

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ class Target:
     stack: str | None
     local: bool
     token_url: str | None = None  # the local stub's (make serve); a stack's comes from stack_token_url()
+    vending_url: str | None = None  # the local gateway's (make serve); a stack's is its VendingUrl output
 
     def client(self, service: str) -> Any:
         with aws_errors("connect"):
@@ -74,6 +76,18 @@ def add_arguments(parser: argparse.ArgumentParser, *, help_suppressed: bool = Fa
     parser.add_argument("--profile", help=text("AWS profile (default: botocore's credential chain)"))
 
 
+def make_variables(args: argparse.Namespace, *, prefix: bool = True) -> str:
+    """The make variables that chose where this command acted (` LOCAL=1`, or ` STACK=... SECRET_PREFIX=...
+    REGION=... PROFILE=...`), for the commands a tool prints: pasted, they act on the same place. `prefix=False`
+    for targets without SECRET_PREFIX (make tokens)."""
+    if getattr(args, "local", False):
+        return " LOCAL=1"
+    chosen = [("STACK", getattr(args, "stack", None)), ("SECRET_PREFIX", getattr(args, "prefix", None) if prefix
+                                                        else None),
+              ("REGION", getattr(args, "region", None)), ("PROFILE", getattr(args, "profile", None))]
+    return "".join(f" {name}={shlex.quote(value)}" for name, value in chosen if value)
+
+
 def resolve(args: argparse.Namespace, *, needs_prefix: bool = True) -> Target:
     if args.local:
         try:
@@ -81,7 +95,8 @@ def resolve(args: argparse.Namespace, *, needs_prefix: bool = True) -> Target:
         except local_state.NotRunning as error:
             raise ToolError(str(error)) from None
         session = boto3.session.Session(region_name=state.region, **LOCAL_CREDENTIALS)
-        return Target(session, state.moto_url, local_aws.SECRET_PREFIX, None, local=True, token_url=state.token_url)
+        return Target(session, state.moto_url, local_aws.SECRET_PREFIX, None, local=True, token_url=state.token_url,
+                      vending_url=state.gateway_url)
     session = aws_session(args.region, args.profile)
     target = Target(session, None, args.prefix or "", args.stack, local=False)
     if args.prefix:

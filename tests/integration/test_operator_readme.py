@@ -14,7 +14,7 @@ from devstack.gateway import LocalGateway, load_credentials
 from devstack.template import resource
 
 from .conftest import Lambda
-from .operator_commands import AWS_FLOW, PROD_STACK, shell_env
+from .operator_commands import AWS_FLOW, PROD_STACK, printed_commands, shell_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_PREFIX = "sangoma/token-vending-prod/"  # not the default: the commands must find it through the stack
@@ -77,3 +77,6 @@ def test_onboarding_smoke_testing_and_listing_with_the_readmes_commands(account:
     assert f"credential id: {row.split()[-2]}\n" in outputs[show]  # CREDENTIAL_ID, then SECRET_VERSION
     assert outputs[remove].startswith(f"scheduled the deletion of {PROD_PREFIX}billing for ")
     assert outputs[restore].startswith(f"restored {PROD_PREFIX}billing")
+    # What remove tells the operator to run next names the stack it acted on: pasted, it is the README's own
+    # restore and tokens commands, which ran above.
+    assert printed_commands(outputs[remove]) == [restore, tokens]

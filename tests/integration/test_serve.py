@@ -25,7 +25,7 @@ from requests_aws4auth import AWS4Auth
 
 from devstack import local_state
 
-from .operator_commands import DEMO_KEYS, LOCAL_FLOW, render, shell_env
+from .operator_commands import DEMO_KEYS, LOCAL_FLOW, printed_commands, render, shell_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCOPES = "cx.agent-calls cx.queue-calls"
@@ -338,3 +338,23 @@ def test_a_second_app_onboarded_locally_vends_with_the_readmes_commands(served: 
     assert f"credential id: {rows[0][6]}\n" in results[show]  # the id the function stored the token under
     assert results[remove].startswith("scheduled the deletion of sangoma/token-vending/billing for ")
     assert DEMO_KEYS.split()[0] in smoke
+
+
+def test_every_command_the_tools_print_in_local_mode_works_pasted(served: Served) -> None:
+    """What `make apps ... LOCAL=1` and `make smoke` against make serve's gateway tell the operator to run next
+    carries LOCAL=1, and works when pasted."""
+    put = run('make apps ARGS="put billing examples/app-secret.json" LOCAL=1')
+    removed = run('make apps ARGS="remove billing" LOCAL=1')
+    shown = run('make apps ARGS="show billing" LOCAL=1')
+    refused = run(f"{DEMO_KEYS} make smoke URL={served.gateway_url} APP=nobody SCOPE=cx.agent-calls")
+    printed = {name: printed_commands(result.stdout + result.stderr)
+               for name, result in (("put", put), ("remove", removed), ("show", shown), ("smoke", refused))}
+
+    assert printed["put"] == [f"make smoke URL={served.gateway_url} APP=billing SCOPE=<scope>"]
+    assert printed["remove"] == ['make apps ARGS="restore billing" LOCAL=1', "make tokens LOCAL=1"]
+    assert printed["show"] == ['make apps ARGS="restore billing" LOCAL=1']
+    assert printed["smoke"] == ['make apps ARGS="list" LOCAL=1']
+    for command in ["make tokens LOCAL=1", 'make apps ARGS="list" LOCAL=1', 'make apps ARGS="restore billing" LOCAL=1']:
+        pasted = run(command)
+        assert pasted.returncode == 0, f"{command}\n{pasted.stdout}\n{pasted.stderr}"
+    assert run('make apps ARGS="show billing" LOCAL=1').stdout.count("deletion") == 0  # restored
