@@ -1,5 +1,5 @@
-"""The README's `make invoke` lines, as make runs them once the artifact is built: each prints the function's
-log lines and a REPORT line on stderr and the function's answer on stdout."""
+"""The `make invoke` lines README.md or docs/*.md show, as make runs them once the artifact is built: each prints
+the function's log lines and a REPORT line on stderr and the function's answer on stdout."""
 
 from __future__ import annotations
 
@@ -12,20 +12,21 @@ import sys
 import pytest
 
 from devstack.lambda_container import ROOT
+from tests.documents import documents
 
 from .conftest import Artifact
 
 INVOKE = re.compile(r"^make invoke EVENT=(\S+)$", re.M)
-SHOWN = INVOKE.findall((ROOT / "README.md").read_text())
+SHOWN = [event for text in documents().values() for event in INVOKE.findall(text)]
 EXPECTED = {"events/vend.json": 200, "events/vend-no-identity.json": 403}
 
 
-def test_the_readme_shows_make_invoke() -> None:
+def test_the_documentation_shows_make_invoke() -> None:
     assert "events/vend.json" in SHOWN and "events/scheduled.json" in SHOWN
 
 
 @pytest.mark.parametrize("event", SHOWN)
-def test_make_invoke_as_the_readme_shows_it(built: Artifact, event: str) -> None:
+def test_make_invoke_as_the_documentation_shows_it(built: Artifact, event: str) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     # What `make invoke EVENT=...` runs once `build` and .venv-lambda are made (make test makes both).
     done = subprocess.run([sys.executable, "-m", "devstack.invoke", event], cwd=ROOT, env=env, capture_output=True,

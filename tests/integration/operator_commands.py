@@ -1,9 +1,10 @@
-"""The operator commands the README shows, as the tests run them.
+"""The operator commands README.md and docs/*.md show, as the tests run them.
 
-The README's onboarding, smoke-test and audit sections show these lines; tests run every
-one that can run offline (LOCAL_FLOW against `make serve`, AWS_FLOW against the moto
-server standing in for an account), and tests/unit/test_readme_commands.py checks that
-the README shows no operator command outside these lists. Commands are written with the
+The README's deploying section and docs/operations.md's onboarding, local, smoke-test and
+audit sections show these lines; tests run every one that can run offline (LOCAL_FLOW
+against `make serve`, AWS_FLOW against the moto server standing in for an account), and
+tests/unit/test_readme_commands.py checks that no document shows an operator command
+outside these lists. Commands are written with the
 default gateway URL; render() puts a test's own port in.
 """
 
@@ -18,7 +19,7 @@ DEMO_KEYS = ("AWS_ACCESS_KEY_ID=AKIALOCALDEMO0000001 "
 LOCAL_CALLER = "arn:aws:iam::111122223333:user/local-demo-caller"  # the demo key's principal (make serve)
 PROD_STACK = "sangoma-token-vending-prod"
 
-# "Trying your own app locally": with `make serve` running (tests/integration/test_serve.py).
+# docs/operations.md, "Trying your own app locally": with `make serve` running (tests/integration/test_serve.py).
 LOCAL_FLOW = [
     'make apps ARGS="validate examples/app-secret.json"',
     'make apps ARGS="put billing examples/app-secret.json" LOCAL=1',
@@ -32,8 +33,8 @@ LOCAL_FLOW = [
     'make apps ARGS="remove billing" LOCAL=1',
 ]
 
-# "Onboarding an app" and "Who got which token" in an account (tests/integration/test_operator_readme.py runs
-# them against moto, with AWS_ENDPOINT_URL, HOME and URL set by the test).
+# docs/operations.md, "Onboarding an app" and "Who got which token" (and the README's "Deploying"), in an account
+# (tests/integration/test_operator_readme.py runs them against moto, with AWS_ENDPOINT_URL, HOME and URL set by it).
 AWS_FLOW = [
     'make apps ARGS="validate ~/billing-secret.json"',
     f'make apps ARGS="put billing ~/billing-secret.json" STACK={PROD_STACK}',
@@ -47,7 +48,7 @@ AWS_FLOW = [
     f'make apps ARGS="restore billing" STACK={PROD_STACK}',
 ]
 
-# Shown in the README but needing a real account (Logs Insights, the aws CLI): their offline parts are
+# Shown in docs/operations.md but needing a real account (Logs Insights, the aws CLI): their offline parts are
 # unit-tested (tests/unit/test_audit_queries.py).
 AWS_ONLY = [
     f"make tokens STACK={PROD_STACK} CALLERS=1 SINCE=7d",

@@ -1,5 +1,5 @@
-"""The README's operator commands for a deployed stack, run as printed against moto standing in for the account
-(AWS_ENDPOINT_URL) and the local gateway standing in for the deployed API ($URL)."""
+"""The operator commands for a deployed stack that README.md and docs/operations.md show, run as printed against moto
+standing in for the account (AWS_ENDPOINT_URL) and the local gateway standing in for the deployed API ($URL)."""
 
 from __future__ import annotations
 

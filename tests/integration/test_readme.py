@@ -1,9 +1,9 @@
-"""The README's commands are the ones that work.
+"""The commands in README.md and docs/*.md are the ones that work.
 
-Every shell block in the README says whether it runs offline (`<!-- readme: runs offline -->`) or needs an
-AWS account or Docker; every command of an offline block is one a test runs (this module, test_serve.py,
-test_operator_readme.py, or `make test` itself), and the README's Python examples run against the local
-gateway."""
+Every shell block in them says whether it runs offline (`<!-- readme: runs offline -->`) or needs an AWS
+account or Docker; every command of an offline block is one a test runs (this module, test_serve.py,
+test_operator_readme.py, tests/artifact/test_readme_invoke.py, or `make test` itself), and their Python
+examples run against the local gateway."""
 
 from __future__ import annotations
 
@@ -11,32 +11,25 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devstack.gateway import LocalGateway, Principal
+from tests.documents import ROOT, Block, blocks
 
 from .conftest import CALLER_ROLE, CALLER_SESSION, SCOPES, Lambda
 from .operator_commands import AWS_FLOW, LOCAL_FLOW, shell_env
 from .test_serve import Served
 
-ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
-BLOCK = re.compile(r"(?:<!-- readme: (?P<marker>[^>]*) -->\n)?```(?P<language>\w*)\n(?P<body>.*?)```", re.S)
 MARKERS = {"runs offline", "needs AWS", "needs Docker"}
-# What the README shows that tests run beside the operator flows: the quick start (`make test` is what CI
+# What the documents show that tests run beside the operator flows: the quick start (`make test` is what CI
 # runs), `make serve`'s block (its commands are compared with what make serve prints, which
 # test_serve.py runs), and `make invoke` (tests/artifact/test_readme_invoke.py runs each line shown).
 QUICK_START = ["make", "make demo", "make test"]
 SERVE = "make serve"
 INVOKE = ["make invoke EVENT=events/vend.json", "make invoke EVENT=events/scheduled.json",
           "make invoke EVENT=events/vend-no-identity.json"]
-
-
-def blocks(language: str) -> list[tuple[str | None, str]]:
-    return [(match["marker"], match["body"]) for match in BLOCK.finditer(README) if match["language"] == language]
 
 
 def commands(body: str) -> list[str]:
@@ -49,14 +42,18 @@ def commands(body: str) -> list[str]:
 def test_every_shell_block_says_whether_it_runs_offline() -> None:
     shell = blocks("sh")
     assert shell
-    assert [body.splitlines()[0] for marker, body in shell if marker not in MARKERS] == []
+    unmarked = [f"{block.document}: {block.body.splitlines()[0]}" for block in shell if block.marker not in MARKERS]
+    assert unmarked == []
 
 
 def test_every_offline_command_is_one_a_test_runs() -> None:
     tested = {" ".join(command.split()) for command in [*QUICK_START, SERVE, *INVOKE, *LOCAL_FLOW, *AWS_FLOW]}
-    offline = [command for marker, body in blocks("sh") if marker == "runs offline" for command in commands(body)]
+    offline = [(block.document, command) for block in blocks("sh") if block.marker == "runs offline"
+               for command in commands(block.body)]
     assert offline
-    assert [command for command in offline if command not in tested and not _printed_by_make_serve(command)] == []
+    untested = [f"{document}: {command}" for document, command in offline
+                if command not in tested and not _printed_by_make_serve(command)]
+    assert untested == []
 
 
 def _printed_by_make_serve(command: str) -> bool:
@@ -64,14 +61,16 @@ def _printed_by_make_serve(command: str) -> bool:
 
 
 def test_the_serve_block_shows_what_make_serve_prints() -> None:
-    [serve_block] = [body for marker, body in blocks("sh") if marker == "runs offline" and body.startswith(SERVE)]
-    shown = commands(serve_block)[1:]
+    serve_blocks = [block for block in blocks("sh") if block.marker == "runs offline" and block.body.startswith(SERVE)]
+    assert len(serve_blocks) == 1, [block.document for block in serve_blocks]  # shown once, wherever it is
+    [serve_block] = serve_blocks
+    shown = commands(serve_block.body)[1:]
     served = Served()
     try:
         printed = [command.replace(served.gateway_url, "http://127.0.0.1:8710") for command in served.commands()]
     finally:
         served.stop()
-    assert shown == printed[:len(shown)]  # test_serve.py runs each of them as printed
+    assert shown == printed[:len(shown)], serve_block.document  # test_serve.py runs each of them as printed
 
 
 def run_make(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -116,14 +115,14 @@ def gateway(lam: Lambda, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalGatew
         yield gateway
 
 
-def run_example(source: str, vending_url: str) -> dict[str, Any]:
+def run_example(example: Block, vending_url: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"vending_url": vending_url}
-    exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    exec(compile(example.body, example.document, "exec"), namespace)  # noqa: S102 - the documentation's own example
     return namespace
 
 
 def test_the_botocore_example_gets_a_token(gateway: LocalGateway) -> None:
-    [example] = [body for _, body in blocks("python") if "SigV4Auth" in body]
+    [example] = [block for block in blocks("python") if "SigV4Auth" in block.body]
 
     answer = run_example(example, gateway.url)["answer"]
 
@@ -133,7 +132,7 @@ def test_the_botocore_example_gets_a_token(gateway: LocalGateway) -> None:
 
 def test_the_client_example_gets_reports_and_is_refused_as_shown(gateway: LocalGateway,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    [example] = [body for _, body in blocks("python") if "TokenClient" in body]
+    [example] = [block for block in blocks("python") if "TokenClient" in block.body]
 
     namespace = run_example(example, gateway.url)
 
@@ -145,5 +144,10 @@ def test_the_client_example_gets_reports_and_is_refused_as_shown(gateway: LocalG
 
 
 def test_the_json_examples_are_json() -> None:
-    for _, body in blocks("json"):
-        json.loads(body)
+    examples = blocks("json")
+    assert examples
+    for example in examples:
+        try:
+            json.loads(example.body)
+        except json.JSONDecodeError as error:
+            pytest.fail(f"{example.document}: {error}: {example.body[:80]}")

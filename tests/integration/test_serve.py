@@ -1,5 +1,5 @@
 """`make serve` as a user runs it: busy ports, .local-stack.json, every command it prints, and a second app
-onboarded with the README's own commands."""
+onboarded with the documentation's own commands."""
 
 from __future__ import annotations
 
@@ -316,7 +316,7 @@ def test_every_command_make_serve_prints_works_as_printed(served: Served) -> Non
 
 
 def test_a_second_app_onboarded_locally_vends_with_the_readmes_commands(served: Served) -> None:
-    """The README's "trying your own app locally", command by command, against a running make serve."""
+    """docs/operations.md's "Trying your own app locally", command by command, against a running make serve."""
     results = {}
     for command in LOCAL_FLOW:
         result = run(render(command, served.gateway_url))

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from tests.documents import documents
 from tools import audit_queries
 from tools.audit_queries import QUERIES, callers_queries, callers_query, format_callers, parse_since, run_query
 
@@ -32,6 +33,14 @@ def test_each_query_reads_the_audit_fields_the_function_writes() -> None:
     assert QUERIES["FingerprintHistory"].startswith('filter fingerprint = "FINGERPRINT"')
     assert QUERIES["UpstreamFailures"].startswith("filter ispresent(upstream_failure)")
     assert "by app, upstream_failure" in QUERIES["UpstreamFailures"]
+
+
+def test_the_operations_guide_prints_each_saved_query_as_the_stack_saves_it() -> None:
+    guide = documents()["docs/operations.md"]
+    # "**Name**: what it shows." then, after a blank line, the query in a fenced block
+    printed = dict(re.findall(r"^\*\*(\w+)\*\*: (?:(?!\n\n).)*\n\n```\n(.*?)\n```", guide, re.S | re.M))
+
+    assert printed == QUERIES
 
 
 def test_every_query_is_commands_joined_by_pipes_one_a_line() -> None:

@@ -1,14 +1,13 @@
-"""The README shows no operator command (make apps / smoke / tokens, python -m tools.*) that the tests do not run
-(or, for the few that need a real account, list as such): tests/integration/operator_commands.py holds them."""
+"""README.md and docs/*.md show no operator command (make apps / smoke / tokens, python -m tools.*) that the tests do
+not run (or, for the few that need a real account, list as such): tests/integration/operator_commands.py holds them."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from tests.documents import documents
 from tests.integration.operator_commands import AWS_FLOW, AWS_ONLY, LOCAL_FLOW
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 OPERATOR_COMMAND = re.compile(r"\bmake (?:apps|smoke|tokens)\b|-m tools\.")
 
 
@@ -42,9 +41,11 @@ def test_code_lines_joins_continuations_and_drops_comments() -> None:
     assert code_lines(markdown) == ["make tokens STACK=x APP=y", "make demo"]
 
 
-def test_every_operator_command_in_the_readme_is_one_the_tests_run() -> None:
+def test_every_operator_command_in_the_readme_and_docs_is_one_the_tests_run() -> None:
     documented = {normalized(command) for command in [*LOCAL_FLOW, *AWS_FLOW, *AWS_ONLY]}
 
-    shown = [normalized(command) for command in code_lines(README.read_text()) if OPERATOR_COMMAND.search(command)]
+    shown = [(name, normalized(command)) for name, text in documents().items()
+             for command in code_lines(text) if OPERATOR_COMMAND.search(command)]
 
-    assert [command for command in shown if command not in documented] == []
+    assert shown
+    assert [f"{name}: {command}" for name, command in shown if command not in documented] == []
