@@ -80,11 +80,10 @@ def make_variables(args: argparse.Namespace, *, prefix: bool = True) -> str:
     """The make variables that chose where this command acted (` LOCAL=1`, or ` STACK=... SECRET_PREFIX=...
     REGION=... PROFILE=...`), for the commands a tool prints: pasted, they act on the same place. `prefix=False`
     for targets without SECRET_PREFIX (make tokens)."""
-    if getattr(args, "local", False):
+    if args.local:
         return " LOCAL=1"
-    chosen = [("STACK", getattr(args, "stack", None)), ("SECRET_PREFIX", getattr(args, "prefix", None) if prefix
-                                                        else None),
-              ("REGION", getattr(args, "region", None)), ("PROFILE", getattr(args, "profile", None))]
+    chosen = [("STACK", args.stack), ("SECRET_PREFIX", args.prefix if prefix else None), ("REGION", args.region),
+              ("PROFILE", args.profile)]
     return "".join(f" {name}={shlex.quote(value)}" for name, value in chosen if value)
 
 
