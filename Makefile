@@ -57,7 +57,7 @@ demo: $(VENV)/.installed ## vend one token through the real handler against an e
 # One line per stage with its time (tools/stage); a new stage is one more line here.
 STAGE := tools/stage
 SUBMAKE := $(MAKE) --no-print-directory
-test: ## everything CI runs, stage by stage: virtualenvs, lint (and template checks), build, unit, integration, artifact
+test: ## everything CI runs, a line per stage: virtualenvs, lint, build, unit, integration, artifact
 	@$(STAGE) virtualenvs $(SUBMAKE) $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed $(LAMBDA_VENV)/.installed
 	@$(STAGE) lint $(SUBMAKE) lint validate scan
 	@$(STAGE) build $(SUBMAKE) build
