@@ -22,7 +22,7 @@ help: ## this list
 # how long it took on a loaded 2-core machine with nothing cached, since pip --quiet is silent meanwhile; their
 # output goes to stderr, so that `make invoke`'s stdout stays the function's answer.
 $(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
-	@echo "installing $(VENV): pytest, moto, boto3, Powertools, ruff, mypy, cfn-lint, awscurl (about 3 min the first time)" >&2
+	@echo "installing $(VENV): pytest, moto, boto3, Powertools, ruff, mypy, cfn-lint, awscurl (about 2 min the first time)" >&2
 	@$(PYTHON) -m venv $(VENV) >&2
 	@$(VENV)/bin/pip install $(PIP_FLAGS) ".[dev]" >&2
 	@$(VENV)/bin/pip install $(PIP_FLAGS) --editable ./layers/client >&2  # edits show without a reinstall
