@@ -4,6 +4,8 @@
   threads, DynamoDB's are, and single-flight tests depend on that.
 - Every AWS operation is recorded ("dynamodb.GetItem", "kms.Decrypt", ...), so a
   test can assert which calls a vend made, from outside the code under test.
+- A service can be made to fail (`with server.outage("dynamodb"): ...`): its calls
+  answer 503 ServiceUnavailable, as AWS does in an outage, while the others work.
 - start() raises when the port cannot be bound (moto's own waits forever).
 - Only this machine's clients: a Host other than 127.0.0.1:<port> or localhost:<port>
   (or host.docker.internal:<port>, what `sam local invoke` in Docker Desktop sends) is
@@ -14,9 +16,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -38,6 +42,7 @@ class MotoServer(ThreadedMotoServer):
     def __init__(self, port: int = 0) -> None:
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self.calls: list[str] = []
+        self.failing: set[str] = set()  # services whose calls answer 503
         self._lock = threading.Lock()
         self._start_error: OSError | None = None
 
@@ -45,9 +50,13 @@ class MotoServer(ThreadedMotoServer):
         def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
             target = environ.get("HTTP_X_AMZ_TARGET", "")
             with self._lock:
+                prefix, _, operation = target.partition(".")
+                service = TARGET_PREFIXES.get(prefix, prefix)
                 if target:
-                    prefix, _, operation = target.partition(".")
-                    self.calls.append(f"{TARGET_PREFIXES.get(prefix, prefix)}.{operation}")
+                    self.calls.append(f"{service}.{operation}")
+                if service in self.failing:
+                    start_response("503 Service Unavailable", [("Content-Type", "application/x-amz-json-1.1")])
+                    return [json.dumps({"__type": "ServiceUnavailable", "message": "outage (local)"}).encode()]
                 return list(app(environ, start_response))
 
         return wsgi
@@ -90,6 +99,19 @@ class MotoServer(ThreadedMotoServer):
         super().stop()
         if self._server:
             self._server.server_close()  # free the port, so start() can bring the same endpoint back
+
+    @property
+    def running(self) -> bool:
+        return self._server_ready_event.is_set()
+
+    @contextmanager
+    def outage(self, *services: str) -> Iterator[None]:
+        """While inside, calls to these services ("dynamodb", "kms", "secretsmanager") answer 503."""
+        self.failing.update(services)
+        try:
+            yield
+        finally:
+            self.failing.difference_update(services)
 
     @property
     def url(self) -> str:

@@ -40,7 +40,6 @@ def function_env(moto_url: str, token_url: str, region: str = REGION) -> dict[st
         "SECRET_PREFIX": SECRET_PREFIX,
         "TOKEN_URL": token_url,
         "POWERTOOLS_SERVICE_NAME": "token-vending",
-        "POWERTOOLS_METRICS_NAMESPACE": "SangomaTokenVending",
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
 

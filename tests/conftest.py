@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.stack import LocalStack
+
 
 @pytest.fixture
 def captured_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
@@ -28,6 +30,13 @@ def captured_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], st
 
     yield read
     std_logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    """A moto server and a stub token endpoint on 127.0.0.1, for the whole session; tests reset it."""
+    with LocalStack() as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,7 @@
     python -m tools.list_tokens [--table NAME | --stack NAME | --local] [--app APP] [--region R] [--json]
                                 [--callers [--since 7d] [--log-group NAME]]
 
-It reads the same metadata the scheduled pre-warm reads (TokenStore.entries):
+It reads the same metadata the scheduled pre-warm reads (TokenStore.entries, one parser):
 app, scope, when it was minted, expiry, fingerprint (the vend answer's `fingerprint`),
 and which credentials minted it (credential id and the secret version). It needs
 only `dynamodb:Scan` on the table; the sealed tokens are not read, so no KMS access.
@@ -22,11 +22,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
-from token_vending.token_store import TokenStore
+from token_vending.token_store import StoredToken, TokenStore
 
 from devstack.local_aws import TABLE_NAME as LOCAL_TABLE
 
@@ -39,32 +39,23 @@ LOG_GROUP_RESOURCE = "TokenVendingLogGroup"  # template.yaml's logical id of the
 TABLE_OUTPUT = "TokenTableName"
 
 
-def rows(entries: Iterable[Mapping[str, Any]], now: float) -> list[dict[str, str]]:
+def rows(entries: Iterable[StoredToken], now: float) -> list[dict[str, str]]:
     """One printable row per entry, soonest expiry first."""
     listed = []
     for entry in entries:
-        expires_at = _number(entry.get("expires_at")) or 0.0
-        minted = _number(entry.get("stored_at"))
-        listed.append((expires_at, {
-            "expires_at": _time(expires_at),
-            "left": _duration(expires_at - now),
-            "minted": _time(minted) if minted else "?",
-            "app": str(entry.get("app", "?")),
-            "scope": str(entry.get("scope", "?")),
-            "fingerprint": str(entry.get("fingerprint", "?")),
-            "credential_id": str(entry.get("credential_id", "?")),
-            "secret_version": str(entry.get("secret_version", "?")),
+        listed.append((entry.expires_at, {
+            "expires_at": _time(entry.expires_at),
+            "left": _duration(entry.expires_at - now),
+            "minted": _time(entry.minted_at),
+            "app": entry.app,
+            "scope": entry.scope,
+            "fingerprint": entry.fingerprint,
+            "credential_id": entry.credential_id,
+            "secret_version": entry.secret_version or "?",
             # The endpoint gave this token back unchanged: it is served until it expires.
-            "renewal": "blocked" if entry.get("renewal_blocked") is True else "",
+            "renewal": "blocked" if entry.renewal_blocked else "",
         }))
     return [row for _, row in sorted(listed, key=lambda pair: pair[0])]
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _time(epoch: float) -> str:

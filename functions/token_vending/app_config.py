@@ -2,9 +2,8 @@
 
 Written by hand rather than with Powertools' SecretsProvider because the vend
 needs what it does not give: the secret's VersionId (a new version clears
-remembered failures), bounded stale-if-error (keep the last good copy while
-Secrets Manager is down, for SECRET_MAX_STALE_SECONDS), and a short memory of
-apps that do not exist (so a flood of requests for them costs one call).
+remembered failures) and bounded stale-if-error (keep the last good copy while
+Secrets Manager is down, for SECRET_MAX_STALE_SECONDS).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,15 +18,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import AccessDenied, ConfigurationError, DependencyUnavailable, InvalidScope, UnknownApp
+from .errors import AccessDenied, ConfigurationError, Dependency, DependencyUnavailable, InvalidScope, UnknownApp
 from .observability import logger, record_degraded
-from .policy import authorize
+from .policy import authorize, authorize_unrequested
 
 NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
 REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
-MAX_REMEMBERED_DECISIONS = 256  # per configuration: callers x scope sets asked for
-UNKNOWN_APP_SECONDS = 30  # how long this container remembers that an app has no secret
-MAX_REMEMBERED_UNKNOWN_APPS = 1024  # made-up app names must not grow memory without bound
 
 
 @dataclass(frozen=True)
@@ -40,29 +35,20 @@ class AppConfig:
     allowed_callers: tuple[str, ...]
     version_id: str
     token_url: str = ""  # the endpoint these credentials are used with
-    # (caller, scopes) -> the refusal, or None: the policy's answers, remembered for as long as this
-    # configuration is (the policy cannot change under it).
-    _decisions: dict[tuple[str | None, tuple[str, ...]], AccessDenied | InvalidScope | None] = field(
-        default_factory=dict, repr=False, compare=False)
 
     def authorize(self, caller_arn: str | None, scopes: tuple[str, ...]) -> None:
         """Raise unless this caller may have these scopes under this configuration's policy."""
-        decision_key = (caller_arn, scopes)
-        try:
-            refusal = self._decisions[decision_key]
-        except KeyError:
-            try:
-                authorize(caller_arn, self.allowed_callers, scopes, self.allowed_scopes)
-                refusal = None
-            except (AccessDenied, InvalidScope) as error:
-                refusal = error
-            if len(self._decisions) >= MAX_REMEMBERED_DECISIONS:
-                self._decisions.clear()
-            self._decisions[decision_key] = refusal
-        if refusal is not None:
-            raise type(refusal)(refusal.description)  # a fresh exception: a re-raised one keeps growing its traceback
+        authorize(caller_arn, self.allowed_callers, scopes, self.allowed_scopes)
 
-    @cached_property  # needed on every vend; the config object lives for SECRET_CACHE_SECONDS
+    def refusal(self, scopes: tuple[str, ...]) -> AccessDenied | InvalidScope | None:
+        """Why the scheduled run may not mint or refresh this token (nobody could be vended it), or None."""
+        try:
+            authorize_unrequested(self.allowed_callers, scopes, self.allowed_scopes)
+        except (AccessDenied, InvalidScope) as refusal:
+            return refusal
+        return None
+
+    @cached_property  # one per configuration: it names every token cached for it
     def credential_id(self) -> str:
         """Short, one-way name of the client credentials and the endpoint they are used with: tokens
         are cached per credentials, so a rotation (or a new TOKEN_URL, sandbox to production) stops
@@ -124,19 +110,16 @@ class _Cached:
 class AppConfigStore:
     """Reads `${prefix}{app}` with an in-memory, time-limited cache and bounded stale-if-error."""
 
-    def __init__(self, client_factory: Callable[[], Any], prefix: str, max_age_seconds: float,
-                 clock: Callable[[], float] = time.monotonic, cache: dict[str, Any] | None = None, *,
+    def __init__(self, client_factory: Callable[[], Any], prefix: str, max_age_seconds: float, *,
                  token_url: str = "", max_stale_seconds: float = 3600,
-                 unknown: OrderedDict[str, float] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client_factory = client_factory
         self._prefix = prefix
         self._max_age = max_age_seconds
         self._max_stale = max_stale_seconds
         self._token_url = token_url
         self._clock = clock
-        self._cache: dict[str, _Cached] = {} if cache is None else cache  # may outlive this object
-        # app -> until when it is known not to exist (may outlive this object too)
-        self._unknown: OrderedDict[str, float] = OrderedDict() if unknown is None else unknown
+        self._cache: dict[str, _Cached] = {}
 
     def get(self, app: str, *, force_fetch: bool = False, max_age: float | None = None) -> AppConfig:
         """The app's configuration, from memory while younger than `max_age` (SECRET_CACHE_SECONDS)."""
@@ -144,15 +127,12 @@ class AppConfigStore:
         max_age = self._max_age if max_age is None else min(max_age, self._max_age)
         if cached and not force_fetch and self._clock() - cached.fetched_at < max_age:
             return cached.config
-        if not force_fetch and self._unknown.get(app, 0.0) > self._clock():
-            raise UnknownApp()
         try:
             answer = self._client_factory().get_secret_value(SecretId=self._prefix + app)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in NOT_FOUND_CODES:
                 self._cache.pop(app, None)
-                self._remember_unknown(app)
                 raise UnknownApp() from None
             if code in REFUSED_CODES:
                 raise ConfigurationError(app, f"secrets manager refused to return the secret: {code}") from None
@@ -161,17 +141,10 @@ class AppConfigStore:
             return self._stale_or_raise(app, cached, type(error).__name__)
         config = parse_app_config(app, answer.get("SecretString"), answer.get("VersionId", ""), self._token_url)
         self._cache[app] = _Cached(config, self._clock())
-        self._unknown.pop(app, None)
         return config
 
-    def _remember_unknown(self, app: str) -> None:
-        self._unknown[app] = self._clock() + UNKNOWN_APP_SECONDS
-        self._unknown.move_to_end(app)
-        while len(self._unknown) > MAX_REMEMBERED_UNKNOWN_APPS:
-            self._unknown.popitem(last=False)
-
     def _stale_or_raise(self, app: str, cached: _Cached | None, reason: str) -> AppConfig:
-        record_degraded("secretsmanager")
+        record_degraded(Dependency.SECRETS_MANAGER)
         if cached is None:
             logger.warning("secrets manager unavailable, no copy in memory", extra={"app": app, "reason": reason})
             raise DependencyUnavailable("the application's configuration cannot be read now", retry_after=5)

@@ -7,9 +7,6 @@ them at a local moto server in tests and the demo.
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -17,13 +14,12 @@ import botocore.session
 from botocore.config import Config
 
 from .app_config import AppConfigStore
-from .cooldowns import Cooldowns
 from .memory_cache import MemoryCache
-from .settings import SETTING_VARIABLES, Settings
+from .settings import Settings
 from .token_endpoint import TokenEndpoint
-from .token_store import Cooldown, TokenStore
+from .token_store import GuardTable, TokenStore
 from .upstream_guard import UpstreamGuard
-from .vending import TokenVendor
+from .vending import TokenSource, TokenVendor
 
 # Standard retry mode and short timeouts: every call must fit well inside API Gateway's 29 s.
 AWS_CLIENT_CONFIG = Config(
@@ -33,34 +29,8 @@ AWS_CLIENT_CONFIG = Config(
 )
 
 
-# What a container's settings and AWS clients are built from.
-ENVIRONMENT = (*SETTING_VARIABLES, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS",
-               "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_REGION", "AWS_DEFAULT_REGION")
-# Of those, the ones that say which tokens and apps there are: a change means another stack.
-STACK_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "TOKEN_URL", "TOKEN_TABLE_NAME",
-                     "TOKEN_KMS_KEY_ID", "SECRET_PREFIX")
-
-
-def _environment() -> dict[str, str | None]:
-    return {name: os.environ.get(name) for name in ENVIRONMENT}
-
-
-@dataclass
-class Memory:
-    """What a container remembers between invocations: tokens, app configurations (and apps that do
-    not exist), remembered failures."""
-
-    tokens: MemoryCache = field(default_factory=lambda: MemoryCache(trust_seconds=0))
-    app_configs: dict[str, Any] = field(default_factory=dict)
-    unknown_apps: OrderedDict[str, float] = field(default_factory=OrderedDict)
-    cooldowns: Cooldowns = field(default_factory=Cooldowns)
-    failure_streaks: dict[str, Cooldown] = field(default_factory=dict)
-
-
 class Container:
-    def __init__(self, memory: Memory | None = None) -> None:
-        self.environment = _environment()
-        self.memory = memory or Memory()
+    SERVICES = ("secretsmanager", "dynamodb", "kms")
 
     @cached_property
     def settings(self) -> Settings:
@@ -95,26 +65,28 @@ class Container:
     def configs(self) -> AppConfigStore:
         settings = self.settings
         return AppConfigStore(lambda: self.secretsmanager, settings.secret_prefix, settings.secret_cache_seconds,
-                              cache=self.memory.app_configs, token_url=settings.token_url,
-                              max_stale_seconds=settings.secret_max_stale_seconds, unknown=self.memory.unknown_apps)
+                              token_url=settings.token_url, max_stale_seconds=settings.secret_max_stale_seconds)
+
+    @cached_property
+    def endpoint(self) -> TokenEndpoint:
+        settings = self.settings
+        return TokenEndpoint(settings.token_url, connect_timeout=settings.token_connect_timeout_seconds,
+                             read_timeout=settings.token_read_timeout_seconds, max_retries=settings.token_max_retries,
+                             deadline_seconds=settings.token_fetch_deadline_seconds,
+                             max_lifetime_seconds=settings.max_token_lifetime_seconds)
+
+    @cached_property
+    def guard(self) -> UpstreamGuard:
+        return UpstreamGuard(self.settings, GuardTable(lambda: self.dynamodb, self.settings.token_table_name))
+
+    @cached_property
+    def source(self) -> TokenSource:
+        memory = MemoryCache(trust_seconds=self.settings.memory_trust_seconds)
+        return TokenSource(self.settings, self.store, memory, self.endpoint, self.guard)
 
     @cached_property
     def vendor(self) -> TokenVendor:
-        settings = self.settings
-        return TokenVendor(
-            settings=settings,
-            configs=self.configs,
-            store=self.store,
-            memory=self._token_memory(settings.memory_trust_seconds),
-            endpoint=TokenEndpoint(settings.token_url, connect_timeout=settings.token_connect_timeout_seconds,
-                                   read_timeout=settings.token_read_timeout_seconds,
-                                   max_retries=settings.token_max_retries,
-                                   deadline_seconds=settings.token_fetch_deadline_seconds,
-                                   max_lifetime_seconds=settings.max_token_lifetime_seconds),
-            guard=UpstreamGuard(settings, self.store, self.memory.cooldowns, streaks=self.memory.failure_streaks),
-        )
-
-    SERVICES = ("secretsmanager", "dynamodb", "kms")
+        return TokenVendor(self.configs, self.guard, self.endpoint, self.source)
 
     def load_service_models(self) -> None:
         """Parse the models of the services a vend calls (no credentials, no connection): what a
@@ -124,37 +96,20 @@ class Container:
 
     def forget(self) -> None:
         """Drop everything remembered (tokens, app configurations, failures); keep clients and models."""
-        self.memory = Memory()
-        for built_on_memory in ("configs", "vendor"):
-            self.__dict__.pop(built_on_memory, None)
-
-    def _token_memory(self, trust_seconds: float) -> MemoryCache:
-        self.memory.tokens.trust_seconds = trust_seconds
-        return self.memory.tokens
+        for remembering in ("configs", "guard", "source", "vendor"):
+            self.__dict__.pop(remembering, None)
 
 
 _current = Container()
 
 
-# Lambda never changes a running container's environment (LAMBDA_TASK_ROOT marks one). Test
-# harnesses and benchmarks can, between invocations: then settings and clients are rebuilt, and
-# what the container remembers is kept unless the change points at another stack. (A test that
-# points one service at a closed port mid-test still sees stale-if-error and memory hits.)
-_ENVIRONMENT_CAN_CHANGE = "LAMBDA_TASK_ROOT" not in os.environ
-
-
 def current() -> Container:
-    global _current
-    if _ENVIRONMENT_CAN_CHANGE:
-        environment = _environment()
-        if environment != _current.environment:
-            same_stack = all(environment[name] == _current.environment[name] for name in STACK_ENVIRONMENT)
-            _current = Container(memory=_current.memory if same_stack else None)
     return _current
 
 
 def start_new_container() -> Container:
-    """Forget everything this container holds, as a fresh Lambda container would (tests, benchmarks)."""
+    """Forget everything this container holds and read the environment again, as a fresh Lambda
+    container would (tests and benchmarks)."""
     global _current
     _current = Container()
     return _current

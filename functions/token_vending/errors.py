@@ -7,6 +7,8 @@ a secret, a token or an upstream response body.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class VendingError(Exception):
     status: int = 500
@@ -64,6 +66,13 @@ class UpstreamThrottled(UpstreamUnavailable):
     """The endpoint said when to come back (429/503 with Retry-After): remembered, not retried."""
 
 
+class TokenInProgress(VendingError):
+    """Another container holds this key's lease and its fetch outlasted our wait: the endpoint was not asked."""
+
+    status, code, default_description = (503, "token_in_progress",
+                                         "another request is fetching this token; try again shortly")
+
+
 class DependencyUnavailable(VendingError):
     status, code, default_description = 503, "dependency_unavailable", "a backing service is unavailable"
 
@@ -78,9 +87,17 @@ class ConfigurationError(VendingError):
         self.detail = detail
 
 
-class StoreUnavailable(Exception):
-    """The shared cache (DynamoDB or KMS) failed; vends go on without it."""
+class Dependency(StrEnum):
+    """A backing service the vend can go on without (its value names the Degraded_<value> metric)."""
 
-    def __init__(self, reason: str, dependency: str = "dynamodb") -> None:
+    DYNAMODB = "dynamodb"
+    KMS = "kms"
+    SECRETS_MANAGER = "secretsmanager"
+
+
+class StoreUnavailable(Exception):
+    """The shared cache (DynamoDB or KMS) failed; vends go on without it. The text is the AWS error's name."""
+
+    def __init__(self, reason: str, dependency: Dependency = Dependency.DYNAMODB) -> None:
         super().__init__(reason)
-        self.dependency = dependency  # dynamodb | kms
+        self.dependency = dependency

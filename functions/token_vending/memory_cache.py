@@ -19,7 +19,7 @@ class _Entry:
 class MemoryCache:
     def __init__(self, trust_seconds: float, max_entries: int = 1024,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.trust_seconds = trust_seconds  # applies to entries put or renewed from now on
+        self._trust_seconds = trust_seconds
         self._max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[TokenKey, _Entry] = OrderedDict()
@@ -32,8 +32,13 @@ class MemoryCache:
         self._entries.move_to_end(key)
         return entry.token, self._clock() < entry.trusted_until
 
+    def token(self, key: TokenKey) -> CachedToken | None:
+        """The token held for the key, trusted or not."""
+        entry = self._entries.get(key)
+        return entry.token if entry else None
+
     def put(self, key: TokenKey, token: CachedToken) -> None:
-        self._entries[key] = _Entry(token, self._clock() + self.trust_seconds)
+        self._entries[key] = _Entry(token, self._clock() + self._trust_seconds)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
@@ -41,7 +46,7 @@ class MemoryCache:
     def renew_trust(self, key: TokenKey) -> None:
         entry = self._entries.get(key)
         if entry:
-            entry.trusted_until = self._clock() + self.trust_seconds
+            entry.trusted_until = self._clock() + self._trust_seconds
 
     def drop(self, key: TokenKey, fingerprint: str | None = None) -> bool:
         """Drop the entry (only if it holds that token, when a fingerprint is given)."""
@@ -50,6 +55,3 @@ class MemoryCache:
             return False
         del self._entries[key]
         return True
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any, Protocol, TypeVar, cast
 
 from aws_lambda_powertools.logging.logger import Logger
@@ -41,12 +40,7 @@ for _name in QUIET_LIBRARIES:
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-def _json_message(text: Any) -> Any:
-    # Powertools tries json.loads on every str message; a plain message would raise and be caught each time.
-    return json.loads(text) if isinstance(text, str) and text[:1] in "{[" else text
-
-
-logger = Logger(service=SERVICE, json_deserializer=_json_message)
+logger = Logger(service=SERVICE)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,17 +125,10 @@ def write_invocation_line(properties: Mapping[str, Any] | None = None) -> None:
     record.update((name, value) for name, (value, _) in metrics.items())
     if properties:
         record.update(properties)
-    directive = _directive(tuple((name, unit) for name, (_, unit) in metrics.items()))
-    # Assembled from two serialized parts: the metric directive is the same for every vend of a kind.
-    sys.stdout.write(f'{{"_aws":{{"Timestamp":{int(time.time() * 1000)},"CloudWatchMetrics":{directive}}},'
-                     f'{json.dumps(record, separators=(",", ":"), default=str)[1:]}\n')
-
-
-@lru_cache(maxsize=128)
-def _directive(metrics: tuple[tuple[str, str], ...]) -> str:
-    """EMF's CloudWatchMetrics directive for these metric names and units, serialized."""
-    return json.dumps([{"Namespace": NAMESPACE, "Dimensions": [["service"]],
-                        "Metrics": [{"Name": name, "Unit": unit} for name, unit in metrics]}], separators=(",", ":"))
+    directive = [{"Namespace": NAMESPACE, "Dimensions": [["service"]],
+                  "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in metrics.items()]}]
+    line = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directive}, **record}
+    sys.stdout.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
 
 
 _request_ids: dict[str, str | None] = {"function_request_id": None, "correlation_id": None}
@@ -154,10 +141,9 @@ def start_invocation(request_id: str | None, correlation_id: str | None) -> None
     logger.append_keys(**_request_ids)
 
 
-def audit_record(route: str, outcome: str, status: int, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The audit properties of an API answer (route `vend` or `report`)."""
-    return {"level": "INFO", "message": route, **_request_ids, "audit": route, "outcome": outcome, "status": status,
-            **fields}
+def invocation_ids() -> dict[str, str | None]:
+    """This invocation's ids: the function's request id and API Gateway's (the correlation id)."""
+    return dict(_request_ids)
 
 
 # -- what the function records ------------------------------------------------------------------
@@ -180,10 +166,15 @@ def record_store_degraded(dependency: str, reason: str) -> None:
 
 
 def record_vend(outcome: str, tier: str | None = None) -> None:
-    """One API answer: `outcome` is `ok` or the error code; `tier` where the token came from."""
+    """One answer to a GET: `outcome` is `ok` or the error code; `tier` where the token came from."""
     add_metric(f"Vend_{outcome}", COUNT, 1)
     if tier:
         add_metric(f"CacheTier_{tier}", COUNT, 1)
+
+
+def record_report(outcome: str) -> None:
+    """One answer to a DELETE: `dropped`, `kept` (no longer the cached token) or the error code."""
+    add_metric(f"Report_{outcome}", COUNT, 1)
 
 
 def record_upstream(outcome: str, latency_ms: float | None = None) -> None:
@@ -207,12 +198,6 @@ def record_single_flight_wait() -> None:
 def record_unsealable_entry() -> None:
     """A table entry whose seal or metadata did not check out (edited, or written by an older version)."""
     add_metric("UnsealableEntries", COUNT, 1)
-
-
-def record_invalidation(dropped: bool) -> None:
-    add_metric("InvalidationReports", COUNT, 1)
-    if dropped:
-        add_metric("InvalidationsApplied", COUNT, 1)
 
 
 def record_prewarm(counts: Mapping[str, int], soonest_expiry_seconds: float | None, cached_tokens: int) -> None:

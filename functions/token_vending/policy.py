@@ -41,6 +41,15 @@ def authorize(caller_arn: str | None, allowed_callers: Iterable[str], scopes: It
     check_scopes(scopes, allowed_scopes)
 
 
+def authorize_unrequested(allowed_callers: Iterable[str], scopes: Iterable[str],
+                          allowed_scopes: frozenset[str]) -> None:
+    """Raise unless some caller could still be vended these scopes: what the scheduled run asks before
+    it mints or refreshes a token nobody asked for yet."""
+    if not any(True for _ in allowed_callers):
+        raise AccessDenied("the app allows no caller")
+    check_scopes(scopes, allowed_scopes)
+
+
 def check_scopes(scopes: Iterable[str], allowed_scopes: frozenset[str]) -> None:
     """Raise InvalidScope unless every scope is allowed."""
     denied = [scope for scope in scopes if scope not in allowed_scopes]

@@ -15,7 +15,7 @@ the bare scheduled event or the rule's Input `{"prewarm": [{"app", "scope"}, ...
 3. Mint each listed token that is not cached yet. Listed entries are checked
    like API input; a bad one is reported and skipped.
 
-Every fetch goes through `TokenVendor.token_for`, under the vend's
+Every fetch goes through `TokenSource.token_for`, under the vend's
 single-flight lease, so a pre-warm and a vend never both call the token
 endpoint for one key. That, and the table being re-read under the lease, make
 a run safe to repeat (Lambda retries failed asynchronous invocations and may
@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from .app_config import AppConfig
 from .errors import (
     ConfigurationError,
+    Dependency,
     InvalidRequest,
     InvalidScope,
     MintLimitReached,
@@ -54,8 +55,8 @@ from .errors import (
     VendingError,
 )
 from .observability import logger, record_degraded, record_prewarm, tracer
-from .policy import check_scopes
 from .request_input import TokenRequest, parse_token_request
+from .token_store import StoredToken
 from .tokens import TokenKey
 
 if TYPE_CHECKING:
@@ -72,26 +73,6 @@ TIME_RESERVE_SECONDS = 12.0
 class PrewarmAborted(Exception):
     """The run could do nothing (the token table is unreadable): fail it, so Lambda retries and then
     sends the event to the dead-letter queue."""
-
-
-@dataclass(frozen=True)
-class CachedEntry:
-    """A cached token's metadata as TokenStore.entries() yields it."""
-
-    app: str
-    scope: str
-    credential_id: str
-    expires_at: float
-    renewal_blocked: bool
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> CachedEntry | None:
-        """None for an item that does not look like a token entry (nothing to refresh)."""
-        try:
-            return cls(app=str(item["app"]), scope=str(item["scope"]), credential_id=str(item["credential_id"]),
-                       expires_at=float(item["expires_at"]), renewal_blocked=item.get("renewal_blocked") is True)
-        except (KeyError, TypeError, ValueError):
-            return None
 
 
 def refresh_threshold(key: TokenKey, refresh_before_seconds: float) -> float:
@@ -179,10 +160,9 @@ class _Run:
             logger.warning("pre-warm entry skipped", extra={"problem": problem})
             self._summary.count("skipped", "bad_entry")
         try:
-            entries = [entry for item in self._container.store.entries()
-                       if (entry := CachedEntry.from_item(item)) is not None]
+            entries = list(self._container.store.entries())
         except StoreUnavailable as error:
-            record_degraded("dynamodb")
+            record_degraded(Dependency.DYNAMODB)
             self._summary.count("failed", "table_unreadable")
             self._finish()
             raise PrewarmAborted(f"the token table cannot be read ({error})") from None
@@ -203,7 +183,7 @@ class _Run:
                                            else int(soonest_left)})
         return counts
 
-    def _refresh(self, entry: CachedEntry) -> None:
+    def _refresh(self, entry: StoredToken) -> None:
         try:
             request = parse_token_request(entry.app, [entry.scope])
         except InvalidRequest:
@@ -219,7 +199,7 @@ class _Run:
         if entry.credential_id != config.credential_id:
             self._summary.count("skipped", "rotated_credentials")  # never served again; TTL removes it
             return
-        if not _policy_allows(config, request):
+        if config.refusal(request.scopes):
             self._summary.count("skipped", "policy")  # no caller may have it any more: let it expire
             return
         key = TokenKey(request.app, request.scope, config.credential_id)
@@ -244,17 +224,11 @@ class _Run:
         key = TokenKey(request.app, request.scope, config.credential_id)
         if key in self._expiries:
             return  # cached: the refresh pass has looked after it
-        try:
-            check_scopes(request.scopes, config.allowed_scopes)
-        except InvalidScope as error:
+        refusal = config.refusal(request.scopes)
+        if refusal:
             logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
-                                                            "problem": error.description})
-            self._summary.count("skipped", "scope_not_allowed")
-            return
-        if not config.allowed_callers:
-            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
-                                                            "problem": "the app allows no caller"})
-            self._summary.count("skipped", "policy")
+                                                            "problem": refusal.description})
+            self._summary.count("skipped", "scope_not_allowed" if isinstance(refusal, InvalidScope) else "policy")
             return
         self._fetch(config, request, key, "minted", min_ttl=None)
 
@@ -265,8 +239,9 @@ class _Run:
             self._summary.count("skipped", "out_of_time")  # still due: the next run takes it
             return
         try:
-            vended = self._container.vendor.token_for(config, request, min_ttl=min_ttl, use_memory=False)
-            if vended.source == "upstream" and not self._stored(key, vended.token.fingerprint):
+            vended = self._container.source.token_for(config, request, min_ttl=min_ttl, use_memory=False)
+            if vended.source == "upstream" and not vended.stored:
+                # Fetched, but DynamoDB or KMS failed: a pre-warm that warmed only its memory has not done its job.
                 raise StoreUnavailable("the new token was not stored")
         except MintLimitReached:
             self._summary.count("skipped", "mint_limit_reached")  # still due: a later run takes it
@@ -293,12 +268,6 @@ class _Run:
                 "app": request.app, "scope": request.scope, "fingerprint": token.fingerprint,
                 "expires_at": token.expires_at_rfc3339})
 
-    def _stored(self, key: TokenKey, token_fingerprint: str) -> bool:
-        """Did the new token reach the table? (The vend keeps going without it when DynamoDB or KMS
-        fail; a pre-warm that warmed only its own memory has not done its job.)"""
-        held = self._container.store.held_token(key)
-        return held is not None and held.fingerprint == token_fingerprint
-
     def _config(self, app: str) -> AppConfig | VendingError:
         """The app's configuration, read once per run past the memory cache (rotations are seen)."""
         if app not in self._configs:
@@ -315,11 +284,3 @@ class _Run:
     def _out_of_time(self) -> bool:
         return self._time_left_ms is not None and self._time_left_ms() < TIME_RESERVE_SECONDS * 1000
 
-
-def _policy_allows(config: AppConfig, request: TokenRequest) -> bool:
-    """Could any caller still be vended this token under the app's current policy?"""
-    try:
-        check_scopes(request.scopes, config.allowed_scopes)
-    except InvalidScope:
-        return False
-    return bool(config.allowed_callers)

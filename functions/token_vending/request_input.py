@@ -1,14 +1,15 @@
 """Parsing and validating what a caller (or a pre-warm entry) asks for.
 
 Pure functions: they run before any AWS or network call, so bad input costs nothing.
+`ApiCall` is an API Gateway event as sent; `parse_token_request` validates it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Any
 
 from .errors import InvalidRequest
 
@@ -20,6 +21,28 @@ APP_NAME_RULE = "app name must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,256}")
 MAX_SCOPES = 32
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """What an API Gateway event of the token resource carries, as sent: nothing validated yet."""
+
+    method: str
+    app: str | None
+    scope_values: tuple[str, ...]  # every `scope` parameter
+    fingerprint: str | None  # a report's `fingerprint` parameter
+    caller_arn: str | None  # the IAM identity API Gateway authenticated
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> ApiCall:
+        single = event.get("queryStringParameters") or {}
+        multi = event.get("multiValueQueryStringParameters") or {}
+        scopes = multi.get("scope") or ([single["scope"]] if single.get("scope") is not None else [])
+        identity = (event.get("requestContext") or {}).get("identity") or {}
+        caller = identity.get("userArn")  # absent pieces mean no identity (403), not a crash
+        return cls(method=str(event.get("httpMethod") or ""), app=(event.get("pathParameters") or {}).get("app"),
+                   scope_values=tuple(scopes), fingerprint=single.get("fingerprint"),
+                   caller_arn=caller if isinstance(caller, str) and caller else None)
 
 
 @dataclass(frozen=True)
@@ -57,11 +80,6 @@ def normalize_scopes(values: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def parse_token_request(app: str | None, scope_values: Iterable[str] | None) -> TokenRequest:
-    return _parse_token_request(app, tuple(scope_values or ()))
-
-
-@lru_cache(maxsize=512)  # callers repeat the same requests; a pure function's answers can be kept
-def _parse_token_request(app: str | None, scope_values: tuple[str, ...]) -> TokenRequest:
     return TokenRequest(app=parse_app(app), scopes=normalize_scopes(scope_values))
 
 

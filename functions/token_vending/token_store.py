@@ -1,142 +1,193 @@
 """The shared cache: tokens in DynamoDB, sealed with KMS, plus single-flight leases,
-remembered failures and the per-app mint counters.
+remembered failures and the hourly mint counters.
 
-Every failure of DynamoDB or KMS surfaces as StoreUnavailable, so the vend can
-go on without the shared cache. Item layout (one table, key `pk`):
+`TokenStore` reads and writes tokens and leases, `GuardTable` what upstream_guard.py shares.
+Every failure of DynamoDB or KMS surfaces as StoreUnavailable; `StoreHealth` is where a
+request records it (once per service) and goes on without that service. Item layout (one
+table, key `pk`):
 
 - token#{app}#{credential_id}#{scope digest}: sealed_token (KMS ciphertext), fingerprint,
   app, scope, credential_id, secret_version, token_type, expires_at, renewal_blocked,
-  stored_at (when it was minted), ttl. The seal's encryption context binds every field
-  that decides serving (see `sealing_context`): an item whose metadata was edited does
-  not unseal, and is treated as a miss (EntryRejected), never served.
+  stored_at (when it was minted), ttl. One parser reads them (`parse_token_item`). The
+  seal's encryption context binds every field that decides serving (`sealing_context`): an
+  item whose metadata was edited does not unseal, and is treated as a miss (EntryRejected),
+  never served.
 - lease#...: owner, lease_until, ttl (a lease held by a dead container simply runs out)
-- cooldown#{app}#{secret version}: until, reason, streak: the token endpoint asked us to
-  wait, failed, or rejected the credentials; every container holds off until then
+- cooldown#{app}#{secret version}: kind, until, streak: a failure of the token endpoint
+  that every container holds off for (upstream_guard.py decides)
 - mints#{app}#{hour}: count, ttl: upstream token requests for the app in that clock hour
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import StoreUnavailable
-from .observability import tracer
+from .errors import Dependency, StoreUnavailable
+from .observability import record_store_degraded, tracer
 from .tokens import CachedToken, TokenKey, fingerprint, servable
+from .upstream_guard import Cooldown, CooldownKind
 
-ENTRY_FIELDS = ("kind", "app", "scope", "credential_id", "secret_version", "fingerprint", "expires_at",
-                "renewal_blocked", "stored_at")
 TTL_GRACE_SECONDS = 86_400  # DynamoDB TTL is late anyway; every read checks expiry itself
 HOUR = 3600
+# Metadata a listing reads (never the sealed token): what the scheduled refresh and `make tokens` show.
+LISTED_FIELDS = ("kind", "app", "scope", "credential_id", "secret_version", "fingerprint", "token_type",
+                 "expires_at", "renewal_blocked", "stored_at")
+# Decrypt errors that are the item's fault (another context or blob than it was sealed with): a miss
+# to overwrite. Any other KMS error means KMS itself is unavailable.
+UNSEALABLE_CODES = frozenset({"InvalidCiphertextException"})
 
 
 class EntryRejected(Exception):
-    """A table entry that must not be served: its seal does not match its metadata (edited, or
-    written before the seal bound it), or the unsealed token is not the one the entry names."""
+    """A table entry that must not be served: malformed, its seal does not match its metadata (edited,
+    moved, or written before the seal bound it), or the unsealed token is not the one the entry names."""
 
 
 @dataclass(frozen=True)
-class SealedToken:
+class StoredToken:
+    """A token item as stored: what decides serving it, with the token still sealed."""
+
+    app: str
+    scope: str
+    credential_id: str
+    secret_version: str
     fingerprint: str
     token_type: str
     expires_at: int
     renewal_blocked: bool
-    stored_at: float
-    sealed: bytes = field(repr=False)
+    minted_at: float  # the item's stored_at
+    sealed: bytes = field(repr=False)  # empty when listed
 
     def servable(self, now: float, min_ttl_seconds: float) -> bool:
         return servable(self.expires_at, self.renewal_blocked, now, min_ttl_seconds)
 
-
-@dataclass(frozen=True)
-class HeldToken:
-    """Which token the table holds for a key, without unsealing it."""
-
-    fingerprint: str
-    minted_at: float
+    @property
+    def key(self) -> TokenKey:
+        """The key the item says it belongs to (a moved item's claim is checked by its seal)."""
+        return TokenKey(self.app, self.scope, self.credential_id)
 
 
-@dataclass(frozen=True)
-class Cooldown:
-    until: float  # epoch seconds
-    reason: str
-    streak: int  # consecutive transient failures (0 for the other kinds)
+def parse_token_item(item: Mapping[str, Any]) -> StoredToken:
+    """The one reader of token items (vend, report, refresh, `make tokens`); EntryRejected when malformed."""
+    try:
+        return StoredToken(
+            app=item["app"]["S"], scope=item["scope"]["S"], credential_id=item["credential_id"]["S"],
+            secret_version=item.get("secret_version", {}).get("S", ""),
+            fingerprint=item["fingerprint"]["S"],
+            token_type=item.get("token_type", {}).get("S", "bearer"),
+            expires_at=int(float(item["expires_at"]["N"])),
+            renewal_blocked=item.get("renewal_blocked", {}).get("BOOL", False) is True,
+            minted_at=float(item["stored_at"]["N"]),
+            sealed=item.get("sealed_token", {}).get("B", b""),
+        )
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise EntryRejected("the entry is malformed") from None
 
 
-def sealing_context(key: TokenKey, expires_at: int, renewal_blocked: bool, token_type: str) -> dict[str, str]:
-    """The KMS encryption context of a sealed token: everything that decides whether and how it is
-    served. The key policy requires these keys and no others."""
-    return {"app": key.app, "scope": key.scope, "credential_id": key.credential_id, "expires_at": str(expires_at),
-            "renewal_blocked": "true" if renewal_blocked else "false", "token_type": token_type}
+def sealing_context(key: TokenKey, token: CachedToken | StoredToken) -> dict[str, str]:
+    """The KMS encryption context of a sealed token: everything that decides whether, how and to whom
+    it is served. The key policy requires these keys and no others."""
+    return {"app": key.app, "scope": key.scope, "credential_id": key.credential_id,
+            "expires_at": str(int(token.expires_at)), "renewal_blocked": "true" if token.renewal_blocked else "false",
+            "token_type": token.token_type}
 
 
-class TokenStore:
-    def __init__(self, dynamodb: Callable[[], Any], kms: Callable[[], Any], table_name: str, kms_key_id: str,
-                 clock: Callable[[], float] = time.time) -> None:
+@dataclass
+class StoreHealth:
+    """How the shared cache has answered during one request: each failed service is recorded (a
+    Degraded_<service> metric and a log line) the first time only, then worked around."""
+
+    failed: set[Dependency] = field(default_factory=set)
+
+    @property
+    def table_answers(self) -> bool:
+        return Dependency.DYNAMODB not in self.failed
+
+    @property
+    def kms_answers(self) -> bool:
+        return Dependency.KMS not in self.failed
+
+    @contextmanager
+    def tolerate(self) -> Iterator[None]:
+        """Run shared-cache work; if a service fails, note it and carry on after the block."""
+        try:
+            yield
+        except StoreUnavailable as error:
+            if error.dependency not in self.failed:
+                self.failed.add(error.dependency)
+                record_store_degraded(error.dependency, str(error))
+
+
+class _Table:
+    """The DynamoDB table the function keeps its shared state in."""
+
+    def __init__(self, dynamodb: Callable[[], Any], table_name: str, clock: Callable[[], float] = time.time) -> None:
         self._dynamodb = dynamodb
-        self._kms = kms
         self._table = table_name
-        self._key_id = kms_key_id
         self._clock = clock
 
-    def get(self, key: TokenKey) -> SealedToken | None:
-        """The entry for the key as stored: metadata to decide on, the token still sealed."""
+    def _get_item(self, pk: str) -> dict[str, Any] | None:
         with _store_errors():
-            item = self._dynamodb().get_item(TableName=self._table, Key={"pk": {"S": key.table_key}},
-                                             ConsistentRead=True).get("Item")
-        if not item or "sealed_token" not in item:
-            return None
-        try:
-            return SealedToken(
-                fingerprint=item["fingerprint"]["S"],
-                token_type=item.get("token_type", {}).get("S", "bearer"),
-                expires_at=int(float(item["expires_at"]["N"])),
-                renewal_blocked=item.get("renewal_blocked", {}).get("BOOL", False),
-                stored_at=float(item.get("stored_at", {}).get("N", "0")),
-                sealed=item["sealed_token"]["B"],
-            )
-        except (KeyError, ValueError, TypeError):
-            raise EntryRejected("the entry is malformed") from None
+            item: dict[str, Any] | None = self._dynamodb().get_item(
+                TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+        return item
+
+    def _delete_if(self, pk: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None) -> bool:
+        """Delete the item if the condition holds; False when it does not."""
+        options: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        with _store_errors():
+            try:
+                self._dynamodb().delete_item(TableName=self._table, Key={"pk": {"S": pk}},
+                                             ConditionExpression=condition, ExpressionAttributeValues=values, **options)
+            except ClientError as error:
+                if _code(error) == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True
+
+
+class TokenStore(_Table):
+    """Cached tokens, sealed with KMS, and the single-flight lease of each key."""
+
+    def __init__(self, dynamodb: Callable[[], Any], kms: Callable[[], Any], table_name: str, kms_key_id: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(dynamodb, table_name, clock)
+        self._kms = kms
+        self._key_id = kms_key_id
+
+    def get(self, key: TokenKey) -> StoredToken | None:
+        """The entry for the key as stored, token still sealed; EntryRejected when malformed."""
+        item = self._get_item(key.table_key)
+        return parse_token_item(item) if item and "sealed_token" in item else None
 
     @tracer.capture_method(capture_response=False)
-    def unseal(self, key: TokenKey, stored: SealedToken) -> CachedToken:
-        """The entry's token; EntryRejected when its seal or fingerprint does not match its metadata."""
-        context = sealing_context(key, stored.expires_at, stored.renewal_blocked, stored.token_type)
+    def unseal(self, key: TokenKey, stored: StoredToken) -> CachedToken:
+        """The entry's token; EntryRejected when its seal or fingerprint does not match the key and metadata."""
         try:
-            with _store_errors("kms"):
-                plaintext = self._kms().decrypt(CiphertextBlob=stored.sealed, KeyId=self._key_id,
-                                                EncryptionContext=context)["Plaintext"]
-        except StoreUnavailable as error:
-            if str(error) == "InvalidCiphertextException":  # another context (or blob) than it was sealed with
-                raise EntryRejected("the seal does not match the entry") from None
-            raise
+            plaintext = self._kms().decrypt(CiphertextBlob=stored.sealed, KeyId=self._key_id,
+                                            EncryptionContext=sealing_context(key, stored))["Plaintext"]
+        except ClientError as error:
+            if _code(error) in UNSEALABLE_CODES:
+                raise EntryRejected(f"the entry does not unseal ({_code(error)})") from None
+            raise StoreUnavailable(_code(error), Dependency.KMS) from None
+        except BotoCoreError as error:
+            raise StoreUnavailable(type(error).__name__, Dependency.KMS) from None
         access_token = plaintext.decode()
         if fingerprint(access_token) != stored.fingerprint:
             raise EntryRejected("the sealed token is not the one the entry names")
         return CachedToken(access_token=access_token, token_type=stored.token_type, scope=key.scope,
                            expires_at=stored.expires_at, renewal_blocked=stored.renewal_blocked,
-                           minted_at=stored.stored_at)
-
-    def held_token(self, key: TokenKey) -> HeldToken | None:
-        """Which token the table holds for the key (and when it was minted), without unsealing it."""
-        with _store_errors():
-            item = self._dynamodb().get_item(TableName=self._table, Key={"pk": {"S": key.table_key}},
-                                             ConsistentRead=True, ProjectionExpression="fingerprint, stored_at",
-                                             ).get("Item")
-        if not item or "fingerprint" not in item:
-            return None
-        return HeldToken(item["fingerprint"]["S"], float(item.get("stored_at", {}).get("N", "0")))
+                           minted_at=stored.minted_at)
 
     @tracer.capture_method(capture_response=False)
     def put(self, key: TokenKey, token: CachedToken, secret_version: str) -> None:
-        expires_at = int(token.expires_at)
-        context = sealing_context(key, expires_at, token.renewal_blocked, token.token_type)
-        with _store_errors("kms"):
+        context = sealing_context(key, token)
+        with _store_errors(Dependency.KMS):
             sealed = self._kms().encrypt(KeyId=self._key_id, Plaintext=token.access_token.encode(),
                                          EncryptionContext=context)["CiphertextBlob"]
         with _store_errors():
@@ -150,28 +201,16 @@ class TokenStore:
                 "sealed_token": {"B": sealed},
                 "fingerprint": {"S": token.fingerprint},
                 "token_type": {"S": token.token_type},
-                "expires_at": {"N": str(expires_at)},
+                "expires_at": {"N": context["expires_at"]},
                 "renewal_blocked": {"BOOL": token.renewal_blocked},
-                "stored_at": {"N": f"{token.minted_at or self._clock():.3f}"},
-                "ttl": {"N": str(expires_at + TTL_GRACE_SECONDS)},
+                "stored_at": {"N": _stored_at(token.minted_at or self._clock())},
+                "ttl": {"N": str(int(token.expires_at) + TTL_GRACE_SECONDS)},
             })
 
     def delete_if_fingerprint(self, key: TokenKey, token_fingerprint: str, minted_before: float) -> bool:
         """Drop the entry only if it still holds that token, minted before then; True when dropped."""
-        with _store_errors():
-            try:
-                self._dynamodb().delete_item(
-                    TableName=self._table, Key={"pk": {"S": key.table_key}},
-                    ConditionExpression="fingerprint = :fp AND "
-                                        "(attribute_not_exists(stored_at) OR stored_at <= :cutoff)",
-                    ExpressionAttributeValues={":fp": {"S": token_fingerprint},
-                                               ":cutoff": {"N": f"{minted_before:.3f}"}},
-                )
-            except ClientError as error:
-                if _code(error) == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
+        return self._delete_if(key.table_key, "fingerprint = :fp AND stored_at <= :cutoff",
+                               {":fp": {"S": token_fingerprint}, ":cutoff": {"N": _stored_at(minted_before)}})
 
     def try_acquire_lease(self, key: TokenKey, owner: str, seconds: float) -> float | None:
         """Take the key's single-flight lease if it is free or has run out.
@@ -197,49 +236,63 @@ class TokenStore:
         return None
 
     def release_lease(self, key: TokenKey, owner: str) -> None:
+        # False: someone took it over after it ran out, and it is theirs now.
+        self._delete_if(key.lease_key, "#owner = :me", {":me": {"S": owner}}, names={"#owner": "owner"})
+
+    def entries(self) -> Iterator[StoredToken]:
+        """Every cached token as stored, without its sealed token (for the scheduled refresh and operators);
+        items that do not parse are left out."""
         with _store_errors():
-            try:
-                self._dynamodb().delete_item(
-                    TableName=self._table, Key={"pk": {"S": key.lease_key}},
-                    ConditionExpression="#owner = :me",
-                    ExpressionAttributeNames={"#owner": "owner"},
-                    ExpressionAttributeValues={":me": {"S": owner}},
-                )
-            except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":  # someone took over after it ran out
-                    raise
+            paginator = self._dynamodb().get_paginator("scan")
+            for page in paginator.paginate(
+                TableName=self._table,
+                FilterExpression="#kind = :token",
+                ExpressionAttributeValues={":token": {"S": "token"}},
+                ProjectionExpression=", ".join(f"#{name}" for name in LISTED_FIELDS),
+                ExpressionAttributeNames={f"#{name}": name for name in LISTED_FIELDS},
+            ):
+                for item in page.get("Items", []):
+                    try:
+                        yield parse_token_item(item)
+                    except EntryRejected:
+                        continue
+
+
+class GuardTable(_Table):
+    """What upstream_guard.py shares between containers: remembered failures and the hourly mint counters."""
 
     def remember_cooldown(self, app: str, secret_version: str, cooldown: Cooldown) -> None:
         """Tell every container that the token endpoint is not to be called for this app until then."""
         with _store_errors():
             self._dynamodb().put_item(TableName=self._table, Item={
                 "pk": {"S": _cooldown_key(app, secret_version)}, "kind": {"S": "cooldown"},
-                "until": {"N": f"{cooldown.until:.3f}"}, "reason": {"S": cooldown.reason},
+                "cooldown": {"S": cooldown.kind.value}, "until": {"N": f"{cooldown.until:.3f}"},
                 "streak": {"N": str(cooldown.streak)},
                 "ttl": {"N": str(int(cooldown.until) + TTL_GRACE_SECONDS)}})
 
     def cooldown(self, app: str, secret_version: str) -> Cooldown | None:
         """The app's remembered failure, if one is recorded (it may have run out: its streak still counts)."""
-        with _store_errors():
-            item = self._dynamodb().get_item(TableName=self._table,
-                                             Key={"pk": {"S": _cooldown_key(app, secret_version)}},
-                                             ConsistentRead=True).get("Item")
+        item = self._get_item(_cooldown_key(app, secret_version))
         if not item:
             return None
-        return Cooldown(float(item["until"]["N"]), item["reason"]["S"], int(item.get("streak", {}).get("N", "0")))
+        try:
+            kind = CooldownKind(item.get("cooldown", {}).get("S", CooldownKind.THROTTLED.value))
+            return Cooldown(kind, float(item["until"]["N"]), streak=int(item.get("streak", {}).get("N", "0")))
+        except (KeyError, ValueError, TypeError):
+            return None  # not one we wrote: nothing to hold off for
 
     def forget_cooldown(self, app: str, secret_version: str) -> None:
         with _store_errors():
             self._dynamodb().delete_item(TableName=self._table, Key={"pk": {"S": _cooldown_key(app, secret_version)}})
 
-    def count_mint(self, app: str, limit: int) -> int | None:
-        """Count one upstream token request for the app in this clock hour, atomically across every
-        container: the new count, or None (nothing counted) when `limit` requests were made already."""
+    def count_mint(self, budget: str, limit: int) -> int | None:
+        """Count one upstream token request against a budget (`app`) in this clock hour, atomically across
+        every container: the new count, or None (nothing counted) when `limit` requests were made already."""
         hour = int(self._clock() // HOUR)
         with _store_errors():
             try:
                 answer = self._dynamodb().update_item(
-                    TableName=self._table, Key={"pk": {"S": f"mints#{app}#{hour}"}},
+                    TableName=self._table, Key={"pk": {"S": f"mints#{budget}#{hour}"}},
                     UpdateExpression="ADD #count :one SET #kind = :kind, #ttl = :ttl",
                     ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
                     ExpressionAttributeNames={"#count": "count", "#kind": "kind", "#ttl": "ttl"},
@@ -254,19 +307,10 @@ class TokenStore:
                 raise
         return int(answer["Attributes"]["count"]["N"])
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """Every cached token's metadata (never the sealed token), for the scheduled refresh and operators."""
-        with _store_errors():
-            paginator = self._dynamodb().get_paginator("scan")
-            for page in paginator.paginate(
-                TableName=self._table,
-                FilterExpression="#kind = :token",
-                ExpressionAttributeValues={":token": {"S": "token"}},
-                ProjectionExpression=", ".join(f"#{name}" for name in ENTRY_FIELDS),
-                ExpressionAttributeNames={f"#{name}": name for name in ENTRY_FIELDS},
-            ):
-                for item in page.get("Items", []):
-                    yield {name: next(iter(value.values())) for name, value in item.items()}
+
+def _stored_at(epoch: float) -> str:
+    """An epoch time as stored (and sealed): milliseconds, always written the same way."""
+    return f"{epoch:.3f}"
 
 
 def _cooldown_key(app: str, secret_version: str) -> str:
@@ -278,7 +322,7 @@ def _code(error: ClientError) -> str:
 
 
 @contextmanager
-def _store_errors(dependency: str = "dynamodb") -> Iterator[None]:
+def _store_errors(dependency: Dependency = Dependency.DYNAMODB) -> Iterator[None]:
     """Turn any DynamoDB/KMS failure into StoreUnavailable, keeping only the error's name."""
     try:
         yield

@@ -50,12 +50,9 @@ class CachedToken:
     renewal_blocked: bool = False
     minted_at: float = 0.0  # epoch seconds when it was fetched (0: not known)
 
-    @cached_property  # asked for on every vend (answer, audit line, memory re-checks)
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.access_token)
-
-    def seconds_left(self, now: float) -> float:
-        return self.expires_at - now
 
     def whole_seconds_left(self, now: float) -> int:
         """What a cached token's answer says: whole seconds left, never rounded up."""
@@ -64,19 +61,12 @@ class CachedToken:
     def servable(self, now: float, min_ttl_seconds: float) -> bool:
         return servable(self.expires_at, self.renewal_blocked, now, min_ttl_seconds)
 
-    @cached_property
+    @property
     def expires_at_rfc3339(self) -> str:
         return datetime.fromtimestamp(int(self.expires_at), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def answer(self, expires_in: int) -> str:
-        """The vend's JSON answer for this token (only `expires_in` changes between vends)."""
-        before, after = self._answer_parts
-        return f"{before}{expires_in}{after}"
-
-    @cached_property
-    def _answer_parts(self) -> tuple[str, str]:
-        # Serialized once per token: a memory hit then only formats the seconds left.
-        body = json.dumps({"access_token": self.access_token, "token_type": self.token_type, "scope": self.scope,
-                           "expires_in": 0, "expires_at": self.expires_at_rfc3339, "fingerprint": self.fingerprint})
-        before, _, after = body.partition('"expires_in": 0')
-        return before + '"expires_in": ', after
+        """The vend's JSON answer for this token; `expires_in` is what the answer says is left."""
+        return json.dumps({"access_token": self.access_token, "token_type": self.token_type, "scope": self.scope,
+                           "expires_in": expires_in, "expires_at": self.expires_at_rfc3339,
+                           "fingerprint": self.fingerprint})

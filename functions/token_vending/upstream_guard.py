@@ -1,21 +1,28 @@
-"""Protecting the token endpoint: remembered failures and the per-app mint budget.
+"""Remembered failures and the mint budget: what keeps a vend from asking again what just failed.
 
-Before a fetch, `admit` raises when the endpoint must not be asked now: a failure
-this container remembers (cooldowns.py) for the key or the app, one that another
-container shared through the table, or the app's mint budget for this clock hour
-being spent (MAX_MINTS_PER_APP_PER_HOUR, counted atomically in the table).
-After a fetch, `failed` remembers what the failure calls for and `succeeded`
-ends a failure streak:
+Every remembered failure is one `Cooldown`: a kind, an `until` on the wall clock (it crosses
+containers through the table) and, for a failing endpoint, a streak. While one lasts, a vend
+that would ask again answers the error its kind maps to instead. The rules, one per kind:
 
-- 429/503 with Retry-After: that long (at most an hour); the app, in memory and the table.
-- 5xx without Retry-After, a timeout, an unreachable endpoint: UPSTREAM_FAILURE_COOLDOWN_SECONDS,
-  doubling while failures continue, at most 60 s; the app, in memory and the table.
-- invalid_client, after a re-read of the secret: INVALID_CLIENT_COOLDOWN_SECONDS; the app, in
-  memory and the table.
-- another 4xx, an unusable answer: 60 s, answering the same 502; the key, in memory.
+| kind                 | after                              | holds off  | for                               | shared |
+|----------------------|------------------------------------|------------|-----------------------------------|--------|
+| throttled            | 429/503 with Retry-After           | app secret | the Retry-After (at most 3600 s)  | yes    |
+| failing              | 5xx without Retry-After, timeout   | app secret | UPSTREAM_FAILURE_COOLDOWN_SECONDS | yes    |
+| credentials_rejected | invalid_client, secret re-read     | app secret | INVALID_CLIENT_COOLDOWN_SECONDS   | yes    |
+| refused              | another 4xx, an unusable answer    | token key  | REFUSED_COOLDOWN_SECONDS          | no     |
+| unknown_app          | no secret for the app              | app name   | UNKNOWN_APP_COOLDOWN_SECONDS      | no     |
+| mint_limit           | MAX_MINTS_PER_APP_PER_HOUR reached | app        | the rest of the clock hour        | no     |
 
-The table is shared best-effort: when DynamoDB fails, this container's memory
-still holds off, and the budget is not counted (the vend goes on, degraded).
+- "failing" covers an unreachable endpoint too; its time doubles with each failure that comes
+  within 60 s of the last hold-off's end (the streak), at most 60 s. A success ends the streak.
+- "app secret" is the app and its secret's version: a new version starts clean.
+- "shared": every container holds off too, through the table (best-effort: when DynamoDB fails,
+  this container's memory still holds off). No remembered failure lasts more than an hour,
+  whoever wrote it.
+- The mint budget counts each fetch before it is made, atomically in the table; when DynamoDB
+  fails it is not counted (the vend goes on, degraded). Its limit is remembered per container.
+- Each answers what it stands for: 503 upstream_unavailable with the Retry-After left (the
+  first three), the same 502 (refused), 404 (unknown_app), 429 mint_limit_reached.
 """
 
 from __future__ import annotations
@@ -23,113 +30,187 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .app_config import AppConfig
-from .cooldowns import Cooldowns, app_scope, key_scope
 from .errors import (
     CredentialsRejected,
     MintLimitReached,
-    StoreUnavailable,
+    UnknownApp,
     UpstreamError,
     UpstreamThrottled,
     UpstreamUnavailable,
     VendingError,
 )
-from .observability import logger, record_mint_limit_reached, record_store_degraded
+from .observability import logger, record_mint_limit_reached
 from .settings import Settings
-from .token_store import HOUR, Cooldown, TokenStore
 from .tokens import TokenKey
 
-THROTTLED = "the token endpoint asked us to wait"
-FAILING = "the token endpoint is failing; trying again shortly"
-REJECTED = "the token endpoint rejected the application's credentials"
-REFUSED_SECONDS = 60  # another 4xx or an unusable answer: the same 502, without asking, for this long
-MAX_FAILURE_COOLDOWN_SECONDS = 60
+if TYPE_CHECKING:
+    from .token_store import GuardTable, StoreHealth
+
+HOUR = 3600
+MAX_COOLDOWN_SECONDS = 3600  # no remembered failure holds off longer, whoever wrote it
+MAX_FAILURE_COOLDOWN_SECONDS = 60  # the doubling stops here: an hour-long outage is retried every minute
+MAX_REMEMBERED = 4096  # token keys are many (scope sets): bound the memory
+
+
+class CooldownKind(StrEnum):
+    THROTTLED = "throttled"
+    FAILING = "failing"
+    CREDENTIALS_REJECTED = "credentials_rejected"
+    REFUSED = "refused"
+    UNKNOWN_APP = "unknown_app"
+    MINT_LIMIT = "mint_limit"
+
+
+UNAVAILABLE_DESCRIPTIONS = {
+    CooldownKind.THROTTLED: "the token endpoint asked us to wait",
+    CooldownKind.FAILING: "the token endpoint is failing; trying again shortly",
+    CooldownKind.CREDENTIALS_REJECTED: "the token endpoint rejected the application's credentials",
+}
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    kind: CooldownKind
+    until: float  # epoch seconds
+    streak: int = 0  # consecutive failures of a failing endpoint
+    description: str = ""  # REFUSED: the 502 answered again
+
+    def error(self, now: float) -> VendingError:
+        """What a vend answers while it lasts."""
+        retry_after = max(1, math.ceil(self.until - now))
+        if self.kind is CooldownKind.REFUSED:
+            return UpstreamError(self.description)
+        if self.kind is CooldownKind.UNKNOWN_APP:
+            return UnknownApp()
+        if self.kind is CooldownKind.MINT_LIMIT:
+            return MintLimitReached(retry_after=retry_after)
+        return UpstreamUnavailable(UNAVAILABLE_DESCRIPTIONS[self.kind], retry_after=retry_after)
 
 
 class UpstreamGuard:
-    def __init__(self, settings: Settings, store: TokenStore, cooldowns: Cooldowns, *,
-                 streaks: dict[str, Cooldown] | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, table: GuardTable, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
-        self._store = store
-        self._cooldowns = cooldowns
+        self._table = table
         self._clock = clock
-        # app scope -> its last transient failure (kept by the container, like the cooldowns)
-        self._streaks: dict[str, Cooldown] = {} if streaks is None else streaks
+        self._remembered: dict[str, Cooldown] = {}  # by what it holds off (see the _scope functions)
+
+    def check_app(self, app: str) -> None:
+        """Raise UnknownApp while the app is remembered to have no secret."""
+        self._check(_unknown_scope(app))
+
+    def unknown_app(self, app: str) -> None:
+        self._remember(_unknown_scope(app), CooldownKind.UNKNOWN_APP, self._settings.unknown_app_cooldown_seconds)
 
     def credentials_rejected(self, config: AppConfig) -> bool:
         """Is the app held off because the endpoint rejected its credentials?"""
-        return self._cooldowns.reason(app_scope(config.app, config.version_id)) == REJECTED
+        held = self._remembered.get(_app_scope(config))
+        return held is not None and held.kind is CooldownKind.CREDENTIALS_REJECTED and held.until > self._clock()
 
-    def admit(self, config: AppConfig, key: TokenKey, *, shared: bool) -> None:
-        """Raise unless the endpoint may be asked for this key now. `shared`: also consult (and spend)
-        what every container shares through the table; False when the table is known to be down."""
-        scope = app_scope(config.app, config.version_id)
-        self._cooldowns.check(key_scope(key))
-        self._cooldowns.check(scope)
-        if not shared:
+    def admit(self, config: AppConfig, key: TokenKey, health: StoreHealth) -> None:
+        """Raise unless the endpoint may be asked for this key now; spend the app's budget on it.
+        While the table answers, also consult what every container shares through it."""
+        for scope in (_key_scope(key), _app_scope(config), _budget_scope(config.app)):
+            self._check(scope)
+        if not health.table_answers:
             return
-        try:
-            held = self._store.cooldown(config.app, config.version_id)
-            if held:
-                self._adopt(scope, held)
-                self._cooldowns.check(scope)
-            count = self._store.count_mint(config.app, self._settings.max_mints_per_app_per_hour)
-        except StoreUnavailable as error:
-            record_store_degraded(error.dependency, str(error))
-            return
-        if count is None:
-            record_mint_limit_reached()
-            logger.warning("mint limit reached for this hour", extra={
-                "app": config.app, "limit": self._settings.max_mints_per_app_per_hour})
-            left = HOUR - self._clock() % HOUR
-            raise MintLimitReached(retry_after=max(1, math.ceil(left)))
+        with health.tolerate():
+            shared = self._table.cooldown(config.app, config.version_id)
+            if shared:
+                self._adopt(_app_scope(config), shared)
+            self._spend_budget(config.app, self._settings.max_mints_per_app_per_hour)
 
-    def failed(self, config: AppConfig, key: TokenKey, error: VendingError) -> None:
+    def failed(self, config: AppConfig, key: TokenKey, error: VendingError, health: StoreHealth) -> None:
         """Remember what a failed fetch calls for (credentials rejections: see `rejected`)."""
         if isinstance(error, UpstreamThrottled):
-            self._remember(config, Cooldown(self._clock() + (error.retry_after or 0), THROTTLED, 0))
+            self._remember_for_app(config, CooldownKind.THROTTLED, error.retry_after or 0, health)
         elif isinstance(error, UpstreamUnavailable):
-            streak = self._next_streak(app_scope(config.app, config.version_id))
+            streak = self._next_streak(_app_scope(config))
             seconds = min(self._settings.upstream_failure_cooldown_seconds * 2 ** (streak - 1),
                           MAX_FAILURE_COOLDOWN_SECONDS)
-            self._remember(config, Cooldown(self._clock() + seconds, FAILING, streak))
+            self._remember_for_app(config, CooldownKind.FAILING, seconds, health, streak=streak)
         elif isinstance(error, UpstreamError) and not isinstance(error, CredentialsRejected):
-            self._cooldowns.remember(key_scope(key), REFUSED_SECONDS, error.description, unavailable=False)
+            self._remember(_key_scope(key), CooldownKind.REFUSED, self._settings.refused_cooldown_seconds,
+                           description=error.description)
 
-    def rejected(self, config: AppConfig) -> None:
+    def rejected(self, config: AppConfig, health: StoreHealth) -> None:
         """The endpoint rejected the credentials, and a fresh read of the secret did not change them."""
-        self._remember(config, Cooldown(self._clock() + self._settings.invalid_client_cooldown_seconds,
-                                        REJECTED, 0))
+        self._remember_for_app(config, CooldownKind.CREDENTIALS_REJECTED,
+                               self._settings.invalid_client_cooldown_seconds, health)
 
-    def succeeded(self, config: AppConfig) -> None:
-        """A fetch worked: a streak of failures is over."""
-        if self._streaks.pop(app_scope(config.app, config.version_id), None) is None:
+    def succeeded(self, config: AppConfig, health: StoreHealth) -> None:
+        """A fetch worked: a streak of failures is over, here and in the table."""
+        ended = self._remembered.pop(_app_scope(config), None)
+        if ended is not None and ended.streak and health.table_answers:
+            with health.tolerate():
+                self._table.forget_cooldown(config.app, config.version_id)
+
+    def _spend_budget(self, budget: str, limit: int) -> None:
+        if self._table.count_mint(budget, limit) is not None:
             return
-        try:
-            self._store.forget_cooldown(config.app, config.version_id)
-        except StoreUnavailable as error:
-            record_store_degraded(error.dependency, str(error))
+        record_mint_limit_reached()
+        logger.warning("mint limit reached for this hour", extra={"app": budget, "limit": limit})
+        held = self._remember(_budget_scope(budget), CooldownKind.MINT_LIMIT, HOUR - self._clock() % HOUR)
+        raise held.error(self._clock())
+
+    def _check(self, scope: str) -> None:
+        held = self._remembered.get(scope)
+        now = self._clock()
+        if held is not None and held.until > now:
+            raise held.error(now)
 
     def _next_streak(self, scope: str) -> int:
-        previous = self._streaks.get(scope)
+        previous = self._remembered.get(scope)
         # Failures continue when one comes soon after the last hold-off ended.
-        continues = previous is not None and self._clock() - previous.until < MAX_FAILURE_COOLDOWN_SECONDS
+        continues = previous is not None and previous.kind is CooldownKind.FAILING and \
+            self._clock() - previous.until < MAX_FAILURE_COOLDOWN_SECONDS
         return previous.streak + 1 if previous is not None and continues else 1
 
-    def _adopt(self, scope: str, held: Cooldown) -> None:
-        """Take on a failure another container remembered."""
-        left = held.until - self._clock()
-        self._cooldowns.remember(scope, left, held.reason)
-        if held.streak:
-            self._streaks[scope] = held
+    def _adopt(self, scope: str, shared: Cooldown) -> None:
+        """Take on a failure another container remembered, and answer it while it lasts."""
+        self._remembered[scope] = shared
+        self._check(scope)
 
-    def _remember(self, config: AppConfig, cooldown: Cooldown) -> None:
-        scope = app_scope(config.app, config.version_id)
-        self._cooldowns.remember(scope, cooldown.until - self._clock(), cooldown.reason)
-        if cooldown.streak:
-            self._streaks[scope] = cooldown
-        try:
-            self._store.remember_cooldown(config.app, config.version_id, cooldown)
-        except StoreUnavailable as error:
-            record_store_degraded(error.dependency, str(error))  # this container still remembers
+    def _remember_for_app(self, config: AppConfig, kind: CooldownKind, seconds: float, health: StoreHealth,
+                          streak: int = 0) -> None:
+        """Hold the app's secret off here and, while the table answers, in every container."""
+        held = self._remember(_app_scope(config), kind, seconds, streak=streak)
+        if health.table_answers:
+            with health.tolerate():
+                self._table.remember_cooldown(config.app, config.version_id, held)
+
+    def _remember(self, scope: str, kind: CooldownKind, seconds: float, *, streak: int = 0,
+                  description: str = "") -> Cooldown:
+        held = Cooldown(kind, self._clock() + min(max(0.0, seconds), MAX_COOLDOWN_SECONDS), streak, description)
+        self._remembered.pop(scope, None)  # re-inserted last: the oldest go first when the bound is reached
+        self._remembered[scope] = held
+        if len(self._remembered) > MAX_REMEMBERED:
+            self._forget_oldest()
+        return held
+
+    def _forget_oldest(self) -> None:
+        now = self._clock()
+        self._remembered = {scope: held for scope, held in self._remembered.items()
+                            if held.until + MAX_FAILURE_COOLDOWN_SECONDS > now}  # ended ones keep a streak a while
+        while len(self._remembered) > MAX_REMEMBERED:
+            del self._remembered[next(iter(self._remembered))]
+
+
+def _app_scope(config: AppConfig) -> str:
+    return f"app#{config.app}#{config.version_id}"
+
+
+def _key_scope(key: TokenKey) -> str:
+    return key.table_key
+
+
+def _unknown_scope(app: str) -> str:
+    return f"unknown#{app}"
+
+
+def _budget_scope(budget: str) -> str:
+    return f"mints#{budget}"

@@ -1,9 +1,11 @@
 """The vend: from a validated request to a token, through every cache tier.
 
-Order of work: app configuration, authorization, then the token from memory,
-the shared table, or the token endpoint, with one fetch per key across all
-containers (a lease in the table). What may stop a fetch (remembered failures,
-the mint budget) is upstream_guard.py's to decide.
+It reads as the steps of docs/design.md: the app's configuration, authorization, then the
+token: from memory, else one loop that reads the table, takes the key's lease or waits for
+its holder, and fetches and stores once it holds the lease (one fetch per key across all
+containers), reading the table once a round. A request's state on that way is one `Lookup`.
+What may stop a fetch (remembered failures, the mint budget) is upstream_guard.py's to decide;
+a failing DynamoDB or KMS is worked around where `StoreHealth` records it.
 """
 
 from __future__ import annotations
@@ -13,25 +15,20 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .app_config import AppConfig, AppConfigStore
-from .errors import (
-    CredentialsRejected,
-    DependencyUnavailable,
-    SlowDown,
-    StoreUnavailable,
-    UpstreamUnavailable,
-    VendingError,
-)
+from .errors import CredentialsRejected, DependencyUnavailable, SlowDown, TokenInProgress, UnknownApp, VendingError
 from .memory_cache import MemoryCache
-from .observability import logger, record_single_flight_wait, record_store_degraded, record_unsealable_entry
+from .observability import logger, record_single_flight_wait, record_unsealable_entry
 from .request_input import TokenRequest
 from .settings import Settings
-from .token_endpoint import TokenEndpoint
-from .token_store import EntryRejected, TokenStore
+from .token_endpoint import IssuedToken, TokenEndpoint
+from .token_store import EntryRejected, StoredToken, StoreHealth, TokenStore
 from .tokens import CachedToken, TokenKey, fingerprint
 from .upstream_guard import UpstreamGuard
+
+FIRST_WAIT_SECONDS, LONGEST_WAIT_SECONDS = 0.05, 0.4  # between reads while another container fetches
 
 
 @dataclass(frozen=True)
@@ -40,14 +37,99 @@ class Vended:
     source: str  # memory | table | upstream
     expires_in: int  # what the answer says: the endpoint's own figure for a token fetched now,
     #                  else the whole seconds it has left
+    stored: bool = False  # a token fetched now reached the table
 
 
 class TokenVendor:
-    def __init__(self, settings: Settings, configs: AppConfigStore, store: TokenStore, memory: MemoryCache,
-                 endpoint: TokenEndpoint, guard: UpstreamGuard, clock: Callable[[], float] = time.time,
+    """A caller's request, step by step: the app's configuration, authorization, then the token from
+    TokenSource; or, for a report, the cached token dropped."""
+
+    def __init__(self, configs: AppConfigStore, guard: UpstreamGuard, endpoint: TokenEndpoint,
+                 source: TokenSource) -> None:
+        self._configs = configs
+        self._guard = guard
+        self._endpoint = endpoint
+        self._source = source
+
+    def vend(self, request: TokenRequest, caller_arn: str | None) -> Vended:
+        self._endpoint.check_url()  # a refused TOKEN_URL answers 500 before any call
+        health = StoreHealth()
+        config = self.authorized_config(request, caller_arn)
+        try:
+            return self._source.token_for(config, request, health=health)
+        except CredentialsRejected:
+            # The credentials may have just rotated: read the secret once more, past the memory cache.
+            fresh = self._configs.get(request.app, force_fetch=True)
+            if fresh.credential_id == config.credential_id:
+                self._guard.rejected(config, health)
+                raise
+            logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
+            fresh.authorize(caller_arn, request.scopes)
+            try:
+                return self._source.token_for(fresh, request, health=health)
+            except CredentialsRejected:
+                self._guard.rejected(fresh, health)
+                raise
+
+    def authorized_config(self, request: TokenRequest, caller_arn: str | None) -> AppConfig:
+        """The app's configuration, once the caller is allowed these scopes under it."""
+        self._guard.check_app(request.app)
+        try:
+            config = self._configs.get(request.app)
+            if self._guard.credentials_rejected(config):
+                # A new secret version may already fix them: look (at most once a second) rather
+                # than wait out SECRET_CACHE_SECONDS.
+                config = self._configs.get(request.app, max_age=1)
+        except UnknownApp:
+            self._guard.unknown_app(request.app)
+            raise
+        config.authorize(caller_arn, request.scopes)
+        return config
+
+    def report(self, request: TokenRequest, caller_arn: str | None, token_fingerprint: str) -> bool:
+        """Drop the cached token for the request if it is still the one reported; True if dropped."""
+        config = self.authorized_config(request, caller_arn)
+        return self._source.drop(TokenKey(request.app, request.scope, config.credential_id), token_fingerprint)
+
+
+@dataclass
+class Lookup:
+    """One request's way to a token: what it asks for, and what it has learnt on the way."""
+
+    config: AppConfig
+    request: TokenRequest
+    min_ttl: float  # a cached token needs more than this left
+    health: StoreHealth
+    previous: str | None = None  # fingerprint of the token we had, to notice the same one coming back
+    unsealable: set[str] = field(default_factory=set)  # entries that did not unseal: not tried again
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)  # names our lease
+    lease_held: bool = False
+    lease_busy_until: float = 0.0  # another holder's lease runs out then
+    wait_until: float | None = None  # we stop waiting for that holder then
+    wait: float = FIRST_WAIT_SECONDS
+
+    @property
+    def key(self) -> TokenKey:
+        return TokenKey(self.request.app, self.request.scope, self.config.credential_id)
+
+    def reject(self, entry_fingerprint: str, problem: EntryRejected) -> None:
+        """A table entry that must not be served (edited, moved, or sealed before the seal bound its
+        metadata): a miss, which the fetch overwrites; counted and logged once."""
+        if entry_fingerprint not in self.unsealable:
+            self.unsealable.add(entry_fingerprint)
+            record_unsealable_entry()
+            logger.warning("cached entry does not unseal; fetching a new token", extra={
+                "app": self.key.app, "scope": self.key.scope, "problem": str(problem)})
+
+
+class TokenSource:
+    """Where an authorized request's token comes from: memory, else the table, else the token endpoint,
+    one fetch per key across all containers."""
+
+    def __init__(self, settings: Settings, store: TokenStore, memory: MemoryCache,  # noqa: PLR0913 - wiring
+                 endpoint: TokenEndpoint, guard: UpstreamGuard, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._settings = settings
-        self._configs = configs
         self._store = store
         self._memory = memory
         self._endpoint = endpoint
@@ -55,180 +137,140 @@ class TokenVendor:
         self._clock = clock
         self._sleep = sleep
 
-    def vend(self, request: TokenRequest, caller_arn: str | None) -> Vended:
-        self._endpoint.check_url()  # a refused TOKEN_URL answers 500 before any call
-        config = self._configs.get(request.app)
-        if self._guard.credentials_rejected(config):
-            # Its credentials were rejected: a new secret version may already fix them, so look
-            # (at most once a second) rather than wait out SECRET_CACHE_SECONDS.
-            config = self._configs.get(request.app, max_age=1)
-        config.authorize(caller_arn, request.scopes)
-        try:
-            return self.token_for(config, request)
-        except CredentialsRejected:
-            # The credentials may have just rotated: read the secret once more, past the memory cache.
-            fresh = self._configs.get(request.app, force_fetch=True)
-            if fresh.credential_id == config.credential_id:
-                self._guard.rejected(config)
-                raise
-            logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
-            fresh.authorize(caller_arn, request.scopes)
-            try:
-                return self.token_for(fresh, request)
-            except CredentialsRejected:
-                self._guard.rejected(fresh)
-                raise
+    def token_for(self, config: AppConfig, request: TokenRequest, *, min_ttl: float | None = None,
+                  use_memory: bool = True, health: StoreHealth | None = None) -> Vended:
+        """A token for an already authorized request. `min_ttl` raises the bar for cached tokens
+        (the scheduled refresh uses it to renew tokens ahead of expiry)."""
+        lookup = Lookup(config, request, self._settings.min_ttl_seconds if min_ttl is None else min_ttl,
+                        health or StoreHealth())
+        if use_memory and (hit := self._from_memory(lookup)):
+            return hit
+        return self._from_table_or_upstream(lookup)
 
-    def invalidate(self, request: TokenRequest, caller_arn: str | None, token_fingerprint: str) -> bool:
-        """Drop the cached token for the request if it is still the one reported; True if dropped.
-        A token minted less than MIN_REPORT_AGE_SECONDS ago is not dropped (SlowDown): report and
-        vend in a loop must not mint without end."""
-        config = self._configs.get(request.app)
-        config.authorize(caller_arn, request.scopes)
-        key = TokenKey(request.app, request.scope, config.credential_id)
-        try:
-            held = self._store.held_token(key)
-            minted = [held.minted_at] if held and held.fingerprint == token_fingerprint else []
-            remembered = self._memory.get(key)
-            if remembered and remembered[0].fingerprint == token_fingerprint:
-                minted.append(remembered[0].minted_at)
+    def drop(self, key: TokenKey, token_fingerprint: str) -> bool:
+        """Drop the key's token, from memory and the table, if it is still the one reported; True if dropped.
+        A token minted less than MIN_REPORT_AGE_SECONDS ago is not dropped (SlowDown): report and vend
+        in a loop must not mint without end."""
+        health = StoreHealth()
+        with health.tolerate():
+            minted = [token.minted_at for token in (self._reported_in_table(key), self._memory.token(key))
+                      if token is not None and token.fingerprint == token_fingerprint]
             now = self._clock()
             reportable_from = max(minted, default=0.0) + self._settings.min_report_age_seconds
             if now < reportable_from:
                 raise SlowDown(retry_after=max(1, math.ceil(reportable_from - now)))
             dropped_from_memory = self._memory.drop(key, token_fingerprint)
-            dropped_from_table = self._store.delete_if_fingerprint(
-                key, token_fingerprint, minted_before=now - self._settings.min_report_age_seconds)
-        except StoreUnavailable as error:
-            record_store_degraded(error.dependency, str(error))
-            raise DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5) \
-                from None
-        return dropped_from_memory or dropped_from_table
+            minted_before = now - self._settings.min_report_age_seconds
+            return self._store.delete_if_fingerprint(key, token_fingerprint, minted_before) or dropped_from_memory
+        raise DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5)
 
-    def token_for(self, config: AppConfig, request: TokenRequest, *, min_ttl: float | None = None,
-                  use_memory: bool = True) -> Vended:
-        """A token for an already authorized request. `min_ttl` raises the bar for cached tokens
-        (the scheduled refresh uses it to renew tokens ahead of expiry)."""
-        min_ttl = self._settings.min_ttl_seconds if min_ttl is None else min_ttl
-        key = TokenKey(request.app, request.scope, config.credential_id)
-        previous: str | None = None  # fingerprint of the token we had, to notice the same one coming back
-        if use_memory and (hit := self._memory.get(key)):
-            token, trusted = hit
-            now = self._clock()
-            if token.servable(now, min_ttl) and (trusted or self._table_still_holds(key, token)):
-                return Vended(token, "memory", token.whole_seconds_left(now))
-            previous = token.fingerprint
-            self._memory.drop(key)
-        return self._from_table_or_upstream(config, request, key, min_ttl, previous)
-
-    def _table_still_holds(self, key: TokenKey, token: CachedToken) -> bool:
-        """Re-check an entry whose memory trust ran out: has it been invalidated or replaced?"""
+    def _reported_in_table(self, key: TokenKey) -> StoredToken | None:
         try:
-            held = self._store.held_token(key)
-        except StoreUnavailable as error:
-            record_store_degraded(error.dependency, str(error))
-            return True  # keep serving what we have rather than fail
-        if held is None or held.fingerprint != token.fingerprint:
-            return False
-        self._memory.renew_trust(key)
-        return True
+            return self._store.get(key)
+        except EntryRejected:
+            return None  # malformed: it holds no token anyone could report
 
-    def _from_table_or_upstream(self, config: AppConfig, request: TokenRequest, key: TokenKey, min_ttl: float,
-                                previous: str | None) -> Vended:
-        owner = uuid.uuid4().hex
-        rejected: set[str] = set()  # fingerprints of entries that did not unseal: not tried again
-        try:
-            hit, previous = self._table_hit(key, min_ttl, previous, rejected)
-            if hit:
-                return hit
-            busy_until = self._store.try_acquire_lease(key, owner, self._settings.lease_seconds)
-            if busy_until is not None:
-                hit, previous = self._wait_for_holder(key, min_ttl, owner, previous, busy_until, rejected)
-                if hit:
-                    return hit
-        except StoreUnavailable as error:
-            record_store_degraded(error.dependency, str(error))
-            return self._fetch(config, request, key, previous, store=False)
-        return self._fetch_under_lease(config, request, key, min_ttl, owner, previous, rejected)
-
-    def _table_hit(self, key: TokenKey, min_ttl: float, previous: str | None,
-                   rejected: set[str]) -> tuple[Vended | None, str | None]:
-        """The table's token if servable (unsealed only then), else the fingerprint of what it holds."""
-        stored = None
-        try:
-            stored = self._store.get(key)
-            if stored is None or stored.fingerprint in rejected:
-                return None, previous
-            now = self._clock()
-            if not stored.servable(now, min_ttl):
-                return None, stored.fingerprint
-            token = self._store.unseal(key, stored)
-        except EntryRejected as problem:
-            # Edited, or sealed before the seal bound its metadata: a miss; the fetch overwrites it.
-            rejected.add(stored.fingerprint if stored else "")
-            record_unsealable_entry()
-            logger.warning("cached entry does not unseal; fetching a new token", extra={
-                "app": key.app, "scope": key.scope, "problem": str(problem)})
-            return None, previous
-        self._memory.put(key, token)
-        return Vended(token, "table", token.whole_seconds_left(now)), previous
-
-    def _wait_for_holder(self, key: TokenKey, min_ttl: float, owner: str, previous: str | None,
-                         busy_until: float, rejected: set[str]) -> tuple[Vended | None, str | None]:
-        """Another container is fetching: wait for the token it stores, or take over once its lease
-        runs out (then the hit is None and we hold the lease). Bounded: past the wait, a 503."""
-        record_single_flight_wait()
-        deadline = time.monotonic() + self._settings.lease_wait_seconds
-        delay = 0.05
-        while time.monotonic() < deadline:
-            self._sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.4)
-            hit, previous = self._table_hit(key, min_ttl, previous, rejected)
-            if hit:
-                return hit, previous
-            if self._clock() >= busy_until:  # the holder's lease ran out: it may have died
-                next_busy = self._store.try_acquire_lease(key, owner, self._settings.lease_seconds)
-                if next_busy is None:
-                    return None, previous
-                busy_until = next_busy
-        raise UpstreamUnavailable("another request is fetching this token; try again shortly", retry_after=1)
-
-    def _fetch_under_lease(self, config: AppConfig, request: TokenRequest, key: TokenKey, min_ttl: float,
-                           owner: str, previous: str | None, rejected: set[str]) -> Vended:
-        try:
-            try:
-                # Re-read: a holder may have stored and released between our read and our lease.
-                hit, previous = self._table_hit(key, min_ttl, previous, rejected)
-            except StoreUnavailable as error:
-                record_store_degraded(error.dependency, str(error))
-                hit = None
-            return hit or self._fetch(config, request, key, previous, store=True)
-        finally:
-            try:
-                self._store.release_lease(key, owner)
-            except StoreUnavailable as error:
-                record_store_degraded(error.dependency, str(error))  # the lease runs out on its own
-
-    def _fetch(self, config: AppConfig, request: TokenRequest, key: TokenKey, previous: str | None,
-               *, store: bool) -> Vended:
-        self._guard.admit(config, key, shared=store)
-        try:
-            issued = self._endpoint.fetch(config.client_id, config.client_secret, request.scopes)
-        except VendingError as error:
-            self._guard.failed(config, key, error)
-            raise
-        self._guard.succeeded(config)
-        same_again = fingerprint(issued.access_token) == previous
-        if same_again:
-            logger.info("token endpoint gave back the token it had issued; serving it until it expires",
-                        extra={"app": config.app, "scope": key.scope})
+    def _from_memory(self, lookup: Lookup) -> Vended | None:
+        remembered = self._memory.get(lookup.key)
+        if remembered is None:
+            return None
+        token, trusted = remembered
         now = self._clock()
-        token = CachedToken(access_token=issued.access_token, token_type=issued.token_type, scope=key.scope,
-                            expires_at=now + issued.expires_in, renewal_blocked=same_again, minted_at=now)
-        if store:
-            try:
+        if token.servable(now, lookup.min_ttl) and (trusted or self._table_still_holds(lookup, token)):
+            return Vended(token, "memory", token.whole_seconds_left(now))
+        lookup.previous = token.fingerprint
+        self._memory.drop(lookup.key)
+        return None
+
+    def _table_still_holds(self, lookup: Lookup, token: CachedToken) -> bool:
+        """Re-check an entry whose memory trust ran out: has it been invalidated or replaced?"""
+        with lookup.health.tolerate():
+            stored = self._read_table(lookup)
+            if stored is None or stored.fingerprint != token.fingerprint:
+                return False
+            self._memory.renew_trust(lookup.key)
+        return True  # the table holds it, or cannot say: keep serving what we have
+
+    def _from_table_or_upstream(self, lookup: Lookup) -> Vended:
+        try:
+            while lookup.health.table_answers:
+                with lookup.health.tolerate():
+                    if hit := self._table_hit(lookup):
+                        return hit
+                    if lookup.lease_held:
+                        break  # a miss under our own lease: fetch
+                    self._take_lease_or_wait(lookup)
+            return self._fetch(lookup)
+        finally:
+            if lookup.lease_held and lookup.health.table_answers:
+                with lookup.health.tolerate():  # else it runs out on its own
+                    self._store.release_lease(lookup.key, lookup.owner)
+
+    def _table_hit(self, lookup: Lookup) -> Vended | None:
+        """The table's token if it may be served (unsealed only then); None for a miss."""
+        stored = self._read_table(lookup)
+        now = self._clock()
+        if stored is None or stored.fingerprint in lookup.unsealable or not lookup.health.kms_answers:
+            return None
+        if not stored.servable(now, lookup.min_ttl):
+            lookup.previous = stored.fingerprint
+            return None
+        try:
+            token = self._store.unseal(lookup.key, stored)
+        except EntryRejected as problem:
+            lookup.reject(stored.fingerprint, problem)
+            return None
+        self._memory.put(lookup.key, token)
+        return Vended(token, "table", token.whole_seconds_left(now))
+
+    def _read_table(self, lookup: Lookup) -> StoredToken | None:
+        try:
+            return self._store.get(lookup.key)
+        except EntryRejected as problem:  # malformed: a miss, which the fetch overwrites
+            lookup.reject("", problem)
+            return None
+
+    def _take_lease_or_wait(self, lookup: Lookup) -> None:
+        """Take the key's lease unless another holder's is still running; else wait a moment for its
+        token. Past LEASE_WAIT_SECONDS of waiting: 503 token_in_progress."""
+        now = self._clock()
+        if now >= lookup.lease_busy_until:
+            busy_until = self._store.try_acquire_lease(lookup.key, lookup.owner, self._settings.lease_seconds)
+            if busy_until is None:
+                lookup.lease_held = True
+                return  # read again: a holder may have stored its token just before we took over
+            lookup.lease_busy_until = busy_until
+        if lookup.wait_until is None:
+            record_single_flight_wait()
+            lookup.wait_until = now + self._settings.lease_wait_seconds
+        if now >= lookup.wait_until:
+            raise TokenInProgress(retry_after=1)
+        self._sleep(min(lookup.wait * random.uniform(0.8, 1.2), lookup.wait_until - now))
+        lookup.wait = min(lookup.wait * 2, LONGEST_WAIT_SECONDS)
+
+    def _fetch(self, lookup: Lookup) -> Vended:
+        config, key = lookup.config, lookup.key
+        self._guard.admit(config, key, lookup.health)
+        try:
+            issued = self._endpoint.fetch(config.client_id, config.client_secret, lookup.request.scopes)
+        except VendingError as error:
+            self._guard.failed(config, key, error, lookup.health)
+            raise
+        self._guard.succeeded(config, lookup.health)
+        token = _minted(lookup, issued, self._clock())
+        stored = False
+        if lookup.health.table_answers and lookup.health.kms_answers:
+            with lookup.health.tolerate():
                 self._store.put(key, token, config.version_id)
-            except StoreUnavailable as error:
-                record_store_degraded(error.dependency, str(error))
+                stored = True
         self._memory.put(key, token)
-        return Vended(token, "upstream", issued.expires_in)
+        return Vended(token, "upstream", issued.expires_in, stored)
+
+
+def _minted(lookup: Lookup, issued: IssuedToken, now: float) -> CachedToken:
+    same_again = fingerprint(issued.access_token) == lookup.previous
+    if same_again:
+        logger.info("token endpoint gave back the token it had issued; serving it until it expires",
+                    extra={"app": lookup.key.app, "scope": lookup.key.scope})
+    return CachedToken(access_token=issued.access_token, token_type=issued.token_type, scope=lookup.key.scope,
+                       expires_at=now + issued.expires_in, renewal_blocked=same_again, minted_at=now)

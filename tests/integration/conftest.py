@@ -25,12 +25,6 @@ CALLER_SESSION = "arn:aws:sts::111122223333:assumed-role/billing-service/billing
 SCOPES = "cx.agent-calls cx.queue-calls"
 
 
-@pytest.fixture(scope="session")
-def local_stack() -> Iterator[LocalStack]:
-    with LocalStack() as stack:
-        yield stack
-
-
 @dataclass
 class Answer:
     status: int

@@ -22,7 +22,7 @@ def closed_port_url() -> str:
 def moto_down(stack: LocalStack) -> Iterator[LocalStack]:
     """Lets a test stop the moto server; it is always brought back."""
     yield stack
-    if not stack.moto._server_ready_event.is_set():
+    if not stack.moto.running:
         stack.moto.start()
 
 
@@ -87,14 +87,14 @@ def test_moto_stopped_mid_test(lam: Lambda, settings_env, moto_down: LocalStack,
     assert "using the copy in memory" in captured_logs()
 
 
-def test_secrets_manager_on_a_closed_port_mid_test_falls_back_to_the_copy_in_memory(
-        lam: Lambda, settings_env, monkeypatch: pytest.MonkeyPatch, captured_logs) -> None:  # type: ignore[no-untyped-def]
+def test_secrets_manager_failing_mid_test_falls_back_to_the_copy_in_memory(
+        lam: Lambda, settings_env, captured_logs) -> None:  # type: ignore[no-untyped-def]
     settings_env(SECRET_CACHE_SECONDS=0)
     before = lam.vend()
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", closed_port_url())
-    same_key = lam.vend()
-    other_key = lam.vend(scope="cx.agent-calls")
+    with lam.stack.moto.outage("secretsmanager"):
+        same_key = lam.vend()
+        other_key = lam.vend(scope="cx.agent-calls")
 
     assert same_key.status == 200 and same_key.body and before.body
     assert same_key.body["access_token"] == before.body["access_token"]
@@ -102,26 +102,24 @@ def test_secrets_manager_on_a_closed_port_mid_test_falls_back_to_the_copy_in_mem
     assert "using the copy in memory" in captured_logs()
 
 
-def test_a_copy_in_memory_older_than_the_stale_limit_is_not_honoured(
-        lam: Lambda, settings_env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_copy_in_memory_older_than_the_stale_limit_is_not_honoured(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
     settings_env(SECRET_CACHE_SECONDS=0, SECRET_MAX_STALE_SECONDS=0)  # every copy is past the limit at once
     assert lam.vend().status == 200
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", closed_port_url())
-    answer = lam.vend()
+    with lam.stack.moto.outage("secretsmanager"):
+        answer = lam.vend()
 
     # The policy may have removed this caller since the last good read: 503, not the cached token.
     assert (answer.status, answer.error) == (503, "dependency_unavailable")
     assert "Retry-After" in answer.headers
 
 
-def test_dynamodb_on_a_closed_port_mid_test_keeps_memory_hits_and_still_vends(
-        lam: Lambda, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dynamodb_failing_mid_test_keeps_memory_hits_and_still_vends(lam: Lambda) -> None:
     before = lam.vend()
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", closed_port_url())
-    same_key = lam.vend()
-    other_key = lam.vend(scope="cx.agent-calls")
+    with lam.stack.moto.outage("dynamodb"):
+        same_key = lam.vend()
+        other_key = lam.vend(scope="cx.agent-calls")
 
     assert same_key.body and before.body and same_key.body["access_token"] == before.body["access_token"]
     assert other_key.status == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from token_vending.prewarm import JITTER_SHARE, CachedEntry, parse_prewarm_list, refresh_threshold
+from token_vending.prewarm import JITTER_SHARE, parse_prewarm_list, refresh_threshold
 from token_vending.tokens import TokenKey
 
 WEEK = 7 * 86_400
@@ -61,16 +61,3 @@ def test_refresh_thresholds_of_tokens_minted_together_spread_over_the_window() -
     # Ten equal slices of the margin each hold about a tenth of the keys: hourly runs share the work.
     per_slice = [sum(1 for fraction in fractions if n / 10 <= fraction < (n + 1) / 10) for n in range(10)]
     assert all(140 <= count <= 260 for count in per_slice), per_slice
-
-
-def test_cached_entry_reads_store_metadata_and_ignores_what_is_not_a_token_entry() -> None:
-    item = {"kind": "token", "app": "billing", "scope": "cx.agent-calls", "credential_id": "0123456789abcdef",
-            "secret_version": "v1", "fingerprint": "fedcba9876543210", "expires_at": "1900000000",
-            "renewal_blocked": True, "stored_at": "1800000000"}
-
-    entry = CachedEntry.from_item(item)
-
-    assert entry == CachedEntry("billing", "cx.agent-calls", "0123456789abcdef", 1_900_000_000.0, True)
-    assert CachedEntry.from_item({**item, "renewal_blocked": False}).renewal_blocked is False  # type: ignore[union-attr]
-    assert CachedEntry.from_item({"kind": "token", "app": "billing"}) is None
-    assert CachedEntry.from_item({**item, "expires_at": "soon"}) is None

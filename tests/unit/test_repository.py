@@ -48,3 +48,20 @@ def test_changelog_opens_with_unreleased_then_the_current_version() -> None:
     assert len(versions) == 1  # the service and the client share one version
     assert headings[1][0] == versions.pop()
     assert re.fullmatch(r" - \d{4}-\d{2}-\d{2}", headings[1][1])
+
+
+def test_the_functions_code_keeps_its_classes_and_functions_short_enough_to_read() -> None:
+    """No class over 150 lines and no function over 50 in functions/ (ruff holds arguments, statements and
+    branches: pyproject.toml)."""
+    import ast
+
+    too_long = []
+    for path in sorted((ROOT / "functions").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            limit = 150 if isinstance(node, ast.ClassDef) else 50
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.end_lineno is not None:
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+
+    assert too_long == []

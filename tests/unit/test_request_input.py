@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from token_vending.errors import InvalidRequest
 from token_vending.request_input import (
+    ApiCall,
     TokenRequest,
     normalize_scopes,
     parse_app,
@@ -262,3 +263,38 @@ def test_invalid_fingerprints_are_rejected(value: str | None) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_fingerprint(value)
     assert_invalid_request(caught.value)
+
+
+# --- the API event as sent ----------------------------------------------------------------------------------
+
+
+def api_event(**overrides: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "httpMethod": "GET", "pathParameters": {"app": "billing"},
+        "queryStringParameters": {"scope": "cx.b", "fingerprint": "0123456789abcdef"},
+        "multiValueQueryStringParameters": {"scope": ["cx.a", "cx.b"], "fingerprint": ["0123456789abcdef"]},
+        "requestContext": {"identity": {"userArn": "arn:aws:iam::111122223333:user/ops"}},
+    }
+    event.update(overrides)
+    return event
+
+
+def test_an_api_call_is_what_the_event_carries_as_sent() -> None:
+    call = ApiCall.from_event(api_event())
+
+    assert call == ApiCall(method="GET", app="billing", scope_values=("cx.a", "cx.b"),
+                           fingerprint="0123456789abcdef", caller_arn="arn:aws:iam::111122223333:user/ops")
+
+
+def test_a_single_valued_scope_counts_when_no_repeated_form_is_sent() -> None:
+    call = ApiCall.from_event(api_event(multiValueQueryStringParameters=None))
+
+    assert call.scope_values == ("cx.b",)
+
+
+@pytest.mark.parametrize("context", [None, {}, {"identity": None}, {"identity": {"userArn": ""}},
+                                     {"identity": {"userArn": 7}}])
+def test_missing_pieces_of_an_event_mean_no_identity_and_no_input_not_a_crash(context: object) -> None:
+    call = ApiCall.from_event({"requestContext": context, "pathParameters": None, "queryStringParameters": None})
+
+    assert call == ApiCall(method="", app=None, scope_values=(), fingerprint=None, caller_arn=None)

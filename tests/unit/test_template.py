@@ -128,9 +128,10 @@ def test_secret_keys_are_usable_only_through_secrets_manager(template: dict[str,
 def test_only_the_function_can_use_the_token_key_and_only_with_the_sealing_context(
         resources: dict[str, Any]) -> None:
     from token_vending.token_store import sealing_context
-    from token_vending.tokens import TokenKey
+    from token_vending.tokens import CachedToken, TokenKey
 
-    sealed_with = set(sealing_context(TokenKey("app", "scope", "credential"), 0, False, "bearer"))
+    token = CachedToken(access_token="t", token_type="bearer", scope="scope", expires_at=0.0)
+    sealed_with = set(sealing_context(TokenKey("app", "scope", "credential"), token))
 
     statements = resources["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
     crypto = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:ReEncryptFrom", "kms:ReEncryptTo",
@@ -286,8 +287,10 @@ def _emittable_metric_names() -> set[str]:
     observability.take_metrics()
     codes = {cls.code for cls in vars(errors).values()
              if isinstance(cls, type) and issubclass(cls, errors.VendingError)}
-    for outcome in {"ok", "not_found", *codes}:
+    for outcome in {"ok", *codes}:
         observability.record_vend(outcome)
+    for outcome in {"dropped", "kept", *codes}:
+        observability.record_report(outcome)
     for tier in ("memory", "table", "upstream"):
         observability.record_vend("ok", tier)
     for kind in ("ok", "unreachable", "unusable", "http_400", "http_401", "http_429", "http_500", "http_503"):

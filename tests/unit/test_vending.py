@@ -1,0 +1,234 @@
+"""vending.py: where a token comes from (TokenSource: memory, then the loop of table -> lease or wait -> fetch ->
+store) and the request's steps (TokenVendor), on a real moto server and the stub token endpoint, with a clock
+the test moves (waiting costs no real time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from token_vending.app_config import AppConfig, AppConfigStore
+from token_vending.errors import SlowDown, TokenInProgress, UnknownApp
+from token_vending.memory_cache import MemoryCache
+from token_vending.observability import take_metrics
+from token_vending.request_input import TokenRequest, parse_token_request
+from token_vending.settings import Settings
+from token_vending.token_endpoint import TokenEndpoint
+from token_vending.tokens import CachedToken, TokenKey, fingerprint
+from token_vending.upstream_guard import UpstreamGuard
+from token_vending.vending import TokenSource, TokenVendor
+
+from devstack.local_aws import SECRET_PREFIX, TABLE_NAME
+
+from .conftest import CALLER, START, Aws
+
+SETTINGS = Settings(min_report_age_seconds=60)
+REQUEST = parse_token_request("demo", ["cx.agent-calls"])
+
+
+def endpoint(aws: Aws) -> TokenEndpoint:
+    return TokenEndpoint(aws.stack.token_endpoint.url, connect_timeout=2, read_timeout=2.5, max_retries=0,
+                         deadline_seconds=10, max_lifetime_seconds=SETTINGS.max_token_lifetime_seconds)
+
+
+def source(aws: Aws, sleep: Any = None, guard: UpstreamGuard | None = None) -> TokenSource:
+    """A new container's TokenSource on the shared table."""
+    store = aws.store()
+    return TokenSource(SETTINGS, store, MemoryCache(SETTINGS.memory_trust_seconds, clock=aws.clock), endpoint(aws),
+                       guard or UpstreamGuard(SETTINGS, aws.guard_table(), clock=aws.clock), clock=aws.clock,
+                       sleep=sleep or aws.clock.sleep)
+
+
+def vendor(aws: Aws) -> TokenVendor:
+    """A new container's TokenVendor, its TokenSource sharing its guard as the container wires them."""
+    configs = AppConfigStore(lambda: aws.stack.client("secretsmanager"), SECRET_PREFIX, 300,
+                             token_url=aws.stack.token_endpoint.url)
+    guard = UpstreamGuard(SETTINGS, aws.guard_table(), clock=aws.clock)
+    return TokenVendor(configs, guard, endpoint(aws), source(aws, guard=guard))
+
+
+def key(config: AppConfig, request: TokenRequest = REQUEST) -> TokenKey:
+    return TokenKey(request.app, request.scope, config.credential_id)
+
+
+def metrics() -> dict[str, Any]:
+    return {name: value for name, (value, _) in take_metrics().items()}
+
+
+@pytest.fixture
+def config(aws: Aws) -> AppConfig:
+    config = aws.app()
+    aws.stack.moto.calls.clear()
+    take_metrics()
+    return config
+
+
+def test_a_miss_reads_the_table_takes_the_lease_reads_again_then_fetches_stores_and_releases(
+        aws: Aws, config: AppConfig) -> None:
+    vended = source(aws).token_for(config, REQUEST)
+
+    assert (vended.source, vended.stored) == ("upstream", True)
+    assert aws.stack.token_endpoint.request_count == 1
+    assert aws.stack.moto.calls == [
+        "dynamodb.GetItem",  # the table: a miss
+        "dynamodb.PutItem",  # the lease: ours
+        "dynamodb.GetItem",  # the table again, under the lease: still a miss
+        "dynamodb.GetItem", "dynamodb.UpdateItem",  # the guard: a failure another container shared? the budget
+        "kms.Encrypt", "dynamodb.PutItem",  # the token, sealed, stored
+        "dynamodb.DeleteItem",  # the lease, released
+    ]
+
+
+def test_memory_then_the_table_in_a_new_container(aws: Aws, config: AppConfig) -> None:
+    first = source(aws)
+    minted = first.token_for(config, REQUEST)
+    aws.stack.moto.calls.clear()
+
+    again = first.token_for(config, REQUEST)
+    assert (again.source, aws.stack.moto.calls) == ("memory", [])
+
+    from_table = source(aws).token_for(config, REQUEST)
+    assert (from_table.source, aws.stack.moto.calls) == ("table", ["dynamodb.GetItem", "kms.Decrypt"])
+    assert from_table.token == minted.token
+    assert from_table.expires_in == int(minted.token.expires_at - aws.clock())
+
+
+def test_a_memory_hit_past_its_trust_is_checked_against_the_table_without_unsealing(
+        aws: Aws, config: AppConfig) -> None:
+    tokens = source(aws)
+    tokens.token_for(config, REQUEST)
+    aws.clock.advance(SETTINGS.memory_trust_seconds)
+    aws.stack.moto.calls.clear()
+
+    assert tokens.token_for(config, REQUEST).source == "memory"
+    assert aws.stack.moto.calls == ["dynamodb.GetItem"]
+
+
+def test_a_waiter_serves_the_token_the_lease_holder_stores(aws: Aws, config: AppConfig) -> None:
+    store = aws.store()
+    assert store.try_acquire_lease(key(config), "another-container", SETTINGS.lease_seconds) is None
+    theirs = CachedToken(access_token="sgm_from-the-holder", token_type="bearer", scope=REQUEST.scope,
+                         expires_at=aws.clock() + 86_400, minted_at=aws.clock())
+
+    def holder_stores_its_token(seconds: float) -> None:  # while we wait, the holder's fetch ends
+        aws.clock.advance(seconds)
+        store.put(key(config), theirs, config.version_id)
+        store.release_lease(key(config), "another-container")
+
+    vended = source(aws, sleep=holder_stores_its_token).token_for(config, REQUEST)
+
+    assert (vended.source, vended.token) == ("table", theirs)
+    assert aws.stack.token_endpoint.request_count == 0
+    assert metrics()["SingleFlightWaits"] == 1
+
+
+def test_a_waiter_whose_holder_never_stores_answers_token_in_progress_without_asking(
+        aws: Aws, config: AppConfig) -> None:
+    assert aws.store().try_acquire_lease(key(config), "slow-container", 60) is None
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        aws.clock.advance(seconds)
+
+    with pytest.raises(TokenInProgress) as refused:
+        source(aws, sleep=sleep).token_for(config, REQUEST)
+
+    assert (refused.value.status, refused.value.retry_after) == (503, 1)
+    assert aws.stack.token_endpoint.request_count == 0
+    assert sum(slept) == pytest.approx(SETTINGS.lease_wait_seconds)
+    assert max(slept) <= 0.4 * 1.2  # short, growing waits between reads
+    assert metrics()["SingleFlightWaits"] == 1
+
+
+def test_a_dead_holders_lease_is_taken_over_once_it_runs_out(aws: Aws, config: AppConfig) -> None:
+    assert aws.store().try_acquire_lease(key(config), "dead-container", SETTINGS.lease_seconds) is None
+
+    vended = source(aws).token_for(config, REQUEST)
+
+    assert vended.source == "upstream"
+    assert aws.clock() >= START + SETTINGS.lease_seconds  # it waited for the lease to run out
+    assert aws.stack.token_endpoint.request_count == 1
+
+
+def test_with_kms_down_the_lease_and_the_budget_still_apply_and_only_storing_is_skipped(
+        aws: Aws, config: AppConfig) -> None:
+    source(aws).token_for(config, REQUEST)  # a token in the table, which cannot be unsealed now
+    aws.clock.advance(SETTINGS.memory_trust_seconds)
+    aws.stack.moto.calls.clear()
+    take_metrics()
+
+    with aws.stack.moto.outage("kms"):
+        vended = source(aws).token_for(config, REQUEST)
+
+    assert (vended.source, vended.stored) == ("upstream", False)
+    assert "dynamodb.PutItem" in aws.stack.moto.calls and "dynamodb.UpdateItem" in aws.stack.moto.calls
+    assert "kms.Encrypt" not in aws.stack.moto.calls  # KMS failed once: not asked again in this request
+    assert metrics()["Degraded_kms"] == 1
+    [counter] = aws.items("mints#")
+    assert counter["count"]["N"] == "2"
+
+
+def test_with_dynamodb_down_it_fetches_without_lease_or_budget_and_stores_nothing(
+        aws: Aws, config: AppConfig) -> None:
+    with aws.stack.moto.outage("dynamodb"):
+        vended = source(aws).token_for(config, REQUEST)
+
+    assert (vended.source, vended.stored) == ("upstream", False)
+    assert aws.items("") == []
+    assert metrics()["Degraded_dynamodb"] == 1
+
+
+def test_an_entry_that_does_not_unseal_is_a_miss_that_the_fetch_overwrites(aws: Aws, config: AppConfig) -> None:
+    first = source(aws).token_for(config, REQUEST)
+    [item] = aws.items("token#")
+    aws.stack.client("dynamodb").put_item(TableName=TABLE_NAME, Item={**item, "renewal_blocked": {"BOOL": True}})
+    take_metrics()
+
+    vended = source(aws).token_for(config, REQUEST)
+
+    assert vended.source == "upstream" and vended.token != first.token
+    assert metrics()["UnsealableEntries"] == 1
+    [item] = aws.items("token#")
+    assert item["fingerprint"]["S"] == vended.token.fingerprint
+
+
+def test_the_same_token_given_back_is_served_until_it_expires_without_asking_again(
+        aws: Aws, config: AppConfig) -> None:
+    aws.stack.token_endpoint.expires_in = 600
+    aws.stack.token_endpoint.same_token = True  # as Sangoma does until a token expires
+    tokens = source(aws)
+    first = tokens.token_for(config, REQUEST)
+
+    again = tokens.token_for(config, REQUEST, min_ttl=3600, use_memory=False)
+    later = tokens.token_for(config, REQUEST, min_ttl=3600)
+
+    assert again.token.fingerprint == first.token.fingerprint and again.token.renewal_blocked
+    assert later.source == "memory"
+    assert aws.stack.token_endpoint.request_count == 2
+
+
+def test_a_report_drops_the_reported_token_once_it_is_old_enough(aws: Aws, config: AppConfig) -> None:
+    vending = vendor(aws)
+    vended = vending.vend(REQUEST, CALLER)
+    reported = vended.token.fingerprint
+
+    with pytest.raises(SlowDown) as too_soon:
+        vending.report(REQUEST, CALLER, reported)
+    assert too_soon.value.retry_after == 60
+    aws.clock.advance(60)
+    assert vending.report(REQUEST, CALLER, fingerprint("sgm_some-other-token")) is False
+    assert vending.report(REQUEST, CALLER, reported) is True
+    assert aws.items("token#") == []
+    assert vending.vend(REQUEST, CALLER).token != vended.token
+
+
+def test_an_unknown_app_is_remembered_and_answered_without_asking_again(aws: Aws, config: AppConfig) -> None:
+    vending = vendor(aws)
+    ghost = parse_token_request("ghost", ["cx.agent-calls"])
+
+    for _ in range(3):
+        with pytest.raises(UnknownApp):
+            vending.vend(ghost, CALLER)
+
+    assert aws.stack.moto.calls == ["secretsmanager.GetSecretValue"]
