@@ -58,9 +58,9 @@ demo: $(VENV)/.installed ## vend one token through the real handler against an e
 STAGE := tools/stage
 SUBMAKE := $(MAKE) --no-print-directory
 test: ## everything CI runs, a line per stage: virtualenvs, lint, build, unit, integration, artifact
-	@$(STAGE) virtualenvs $(SUBMAKE) $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed $(LAMBDA_VENV)/.installed
+	@$(STAGE) virtualenvs $(SUBMAKE) --silent $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed $(LAMBDA_VENV)/.installed
 	@$(STAGE) lint $(SUBMAKE) lint validate scan
-	@$(STAGE) build $(SUBMAKE) build
+	@$(STAGE) build $(SUBMAKE) --silent build
 	@$(STAGE) unit $(PY) -m pytest tests/unit
 	@$(STAGE) integration $(PY) -m pytest tests/integration
 	@$(STAGE) artifact $(PY) -m pytest tests/artifact
