@@ -18,37 +18,53 @@ help: ## this list
 	@echo "Sangoma CX token vending: make TARGET"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 
+# The virtualenvs are made on first use (and again when pyproject.toml changes). Each says what it installs and
+# how long it took on a loaded 2-core machine with nothing cached, since pip --quiet is silent meanwhile; their
+# output goes to stderr, so that `make invoke`'s stdout stays the function's answer.
 $(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) ".[dev]"
-	$(VENV)/bin/pip install $(PIP_FLAGS) --editable ./layers/client  # edits show without a reinstall
-	touch $@
+	@echo "installing $(VENV): pytest, moto, boto3, Powertools, ruff, mypy, cfn-lint, awscurl (about 2 min the first time)" >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(VENV)/bin/pip install $(PIP_FLAGS) ".[dev]" >&2
+	@$(VENV)/bin/pip install $(PIP_FLAGS) --editable ./layers/client >&2  # edits show without a reinstall
+	@touch $@
 
 # SAM CLI pins libraries the dev set disagrees with: it lives in a venv of its own.
 $(SAM_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install $(PIP_FLAGS) ".[sam]"
-	touch $@
+	@echo "installing $(SAM_VENV): the AWS SAM CLI (about 2 min the first time)" >&2
+	@$(PYTHON) -m venv $(SAM_VENV) >&2
+	@$(SAM_VENV)/bin/pip install $(PIP_FLAGS) ".[sam]" >&2
+	@touch $@
 
 # checkov, too, pins libraries the dev set disagrees with: a venv of its own.
 $(SCAN_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/pip install $(PIP_FLAGS) ".[scan]"
-	touch $@
+	@echo "installing $(SCAN_VENV): checkov, the template security scanner (about 2 min the first time)" >&2
+	@$(PYTHON) -m venv $(SCAN_VENV) >&2
+	@$(SCAN_VENV)/bin/pip install $(PIP_FLAGS) ".[scan]" >&2
+	@touch $@
 
 # The Lambda python3.13 runtime's own packages (boto3 at its release, awslambdaric) on CPython 3.13:
 # what runs the built artifact here (make invoke, the artifact test, make bench).
 $(LAMBDA_VENV)/.installed: devstack/lambda-runtime-requirements.txt $(LAMBDA_PYTHON_TOOL)
-	rm -rf $(LAMBDA_VENV)
-	$(LAMBDA_PYTHON_TOOL) -m venv $(LAMBDA_VENV)
-	$(LAMBDA_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r devstack/lambda-runtime-requirements.txt
-	touch $@
+	@echo "installing $(LAMBDA_VENV): the Lambda runtime's boto3 and awslambdaric on CPython 3.13 (under a minute)" >&2
+	@rm -rf $(LAMBDA_VENV)
+	@$(LAMBDA_PYTHON_TOOL) -m venv $(LAMBDA_VENV) >&2
+	@$(LAMBDA_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r devstack/lambda-runtime-requirements.txt >&2
+	@touch $@
 
 demo: $(VENV)/.installed ## vend one token through the real handler against an embedded local stack
 	$(PY) -m devstack.demo
 
-test: lint validate scan build deploy-check $(LAMBDA_VENV)/.installed ## everything CI runs: lint, validate, scan, build, deploy-check, then every test
-	$(PY) -m pytest
+# One line per stage with its time (tools/stage); a new stage is one more line here.
+STAGE := tools/stage
+SUBMAKE := $(MAKE) --no-print-directory
+test: ## everything CI runs, a line per stage: virtualenvs, lint, build, deploy-check, unit, integration, artifact
+	@$(STAGE) virtualenvs $(SUBMAKE) --silent $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed $(LAMBDA_VENV)/.installed
+	@$(STAGE) lint $(SUBMAKE) lint validate scan
+	@$(STAGE) build $(SUBMAKE) --silent build
+	@$(STAGE) deploy-check $(SUBMAKE) --silent deploy-check
+	@$(STAGE) unit $(PY) -m pytest tests/unit
+	@$(STAGE) integration $(PY) -m pytest tests/integration
+	@$(STAGE) artifact $(PY) -m pytest tests/artifact
 
 lint: $(VENV)/.installed ## ruff and mypy --strict
 	$(VENV)/bin/ruff check functions devstack tests tools layers bench
@@ -72,20 +88,21 @@ integration: $(VENV)/.installed $(SAM_VENV)/.installed ## the integration tests 
 artifact: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the built artifact's tests alone (3.13, runtime client)
 	$(PY) -m pytest tests/artifact
 
-# Operator commands (quiet: what they print is their answer): AWS with your own credentials (REGION=, STACK= or
+# Operator commands (quiet: what they print is their answer): AWS with your own credentials (REGION=, PROFILE=, STACK= or
 # TABLE=), or LOCAL=1 for `make serve`'s stack.
 # Cached tokens, soonest expiry first (never the token); CALLERS=1 adds who received each (audit log, SINCE=7d).
 tokens: $(VENV)/.installed ## cached tokens: STACK=name or TABLE=name (AWS), or LOCAL=1; CALLERS=1 SINCE=7d
 	@$(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(STACK),--stack $(STACK)) $(if $(LOCAL),--local) \
-	  $(if $(REGION),--region $(REGION)) $(if $(APP),--app $(APP)) $(if $(CALLERS),--callers) $(if $(SINCE),--since $(SINCE))
+	  $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE)) $(if $(APP),--app $(APP)) \
+	  $(if $(CALLERS),--callers) $(if $(SINCE),--since $(SINCE))
 
 apps: $(VENV)/.installed ## app secrets: ARGS="validate FILE | put APP FILE | show APP | list | check APP ... | remove APP"
 	@$(PY) -m tools.apps $(ARGS) $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK)) \
-	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION))
+	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE))
 
 smoke: $(VENV)/.installed ## vend once with your own AWS credentials, check the alias live: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
 	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION)) \
-	  $(if $(FUNCTION),--function "$(FUNCTION)")
+	  $(if $(PROFILE),--profile $(PROFILE)) $(if $(FUNCTION),--function "$(FUNCTION)")
 
 # Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
 GATEWAY_PORT ?= 8710
@@ -94,9 +111,17 @@ TOKEN_STUB_PORT ?= 8712
 serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl-C (ports: GATEWAY_PORT ...)
 	$(PY) -m devstack.serve --gateway-port $(GATEWAY_PORT) --moto-port $(MOTO_PORT) --token-port $(TOKEN_STUB_PORT)
 
-# Compiles the bytecode with CPython 3.13: stops, saying how to get one, where there is none.
-build: $(SAM_VENV)/.installed ## sam build: the function and layers, with 3.13 bytecode, into .aws-sam/build
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
+# Compiles the bytecode with CPython 3.13: stops, saying how to get one, where there is none. Runs only when a
+# source changed since the last build; its output goes to stderr (make invoke's stdout is the function's answer).
+BUILT := .aws-sam/build/template.yaml
+BUILD_SOURCES := template.yaml samconfig.toml $(LAMBDA_PYTHON_TOOL) $(shell find functions layers -type f \
+	-not -path '*/__pycache__/*' -not -path '*.egg-info/*' -not -path 'layers/client/build/*' -not -name '*.pyc')
+$(BUILT): $(BUILD_SOURCES) $(SAM_VENV)/.installed
+	@echo "sam build: the function and its layers, into .aws-sam/build" >&2
+	@PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build >&2
+	@touch $@
+
+build: $(BUILT) ## sam build (when a source changed): the function and layers, with 3.13 bytecode, into .aws-sam/build
 
 # What the SAM transform makes of the built template for each parameter set that matters (defaults, each
 # samconfig.toml env, SnapStart, DetailedTracing, a private API, secret keys), checked: one line per set.
@@ -112,8 +137,9 @@ deploy: $(SAM_VENV)/.installed ## build, then sam deploy with the build's Revisi
 
 # Like `sam local invoke`, without Docker: against `make serve`'s stack when it runs, else an embedded one.
 EVENT ?= events/vend.json
+# Its stdout is the function's answer alone (pipe it to jq); log lines, REPORT and any build go to stderr.
 invoke: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## run the built function once on 3.13 under the runtime client: EVENT=events/vend.json
-	$(PY) -m devstack.invoke $(EVENT)
+	@$(PY) -m devstack.invoke $(EVENT)
 
 # The cold start and warm figures run the built artifact, so it builds first.
 bench: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the performance figures, printed as one table (a few minutes)

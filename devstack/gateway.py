@@ -38,7 +38,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -202,7 +202,8 @@ class SigV4Verifier:
             raise Refused("InvalidSignatureException", f"Credential should be scoped to correct service: '{SERVICE}'.")
         if auth.region != self.region:
             raise Refused("InvalidSignatureException",
-                          f"Credential should be scoped to a valid region, not '{auth.region[:40]}'.")
+                          f"Credential should be scoped to a valid region, not '{auth.region[:40]}'. "
+                          f"This gateway expects '{self.region}'.")
         if auth.date != amz_date[:8]:
             raise Refused("InvalidSignatureException",
                           "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.")
@@ -235,7 +236,7 @@ class SigV4Verifier:
         # Rebuild the request as the caller signed it and let botocore compute the signature.
         # The query is decoded and handed over as params, so botocore re-encodes and sorts it: the
         # canonical form AWS defines, which is what botocore and curl --aws-sigv4 send.
-        params = [(unquote(k), unquote(v)) for k, _, v in (pair.partition("=") for pair in query.split("&") if pair)]
+        params = query_pairs(query)
         request = AWSRequest(method=method, url=f"http://{headers.get('Host', '')}{path}", data=body, params=params)
         for name in auth.signed_headers:
             for value in headers.get_all(name) or []:
@@ -245,6 +246,14 @@ class SigV4Verifier:
         signer = _SignedHeadersOnly(credentials, auth.region, auth.signed_headers)
         canonical_request = signer.canonical_request(request)
         return str(signer.signature(signer.string_to_sign(request, canonical_request), request))
+
+
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """The query's (name, value) pairs, decoded as API Gateway decodes them, for the signature and for the event
+    alike: form encoding, so `+` is a space (what requests `params=`, botocore `AWSRequest(params=)`, curl
+    --url-query and URLSearchParams send) and `%2B` a plus."""
+    return [(unquote_plus(key), unquote_plus(value))
+            for key, _, value in (pair.partition("=") for pair in query.split("&") if pair)]
 
 
 def real_handler() -> Handler:
@@ -264,8 +273,8 @@ def build_event(method: str, path: str, query: str, headers: Message, body: byte
     for name, value in headers.items():
         multi_headers.setdefault(name, []).append(value)
     multi_query: dict[str, list[str]] = {}
-    for key, _, value in (pair.partition("=") for pair in query.split("&") if pair):
-        multi_query.setdefault(unquote(key), []).append(unquote(value))
+    for key, value in query_pairs(query):
+        multi_query.setdefault(key, []).append(value)
     now = time.time()
     request_id = str(uuid.uuid4())
     resource_path = "/apps/{app}/token"

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         except local_state.NotRunning:
             state = None
         if state:
-            stack_env = function_env(state.moto_url, f"http://127.0.0.1:{state.token_port}/oauth/token", state.region)
+            stack_env = function_env(state.moto_url, state.token_url, state.region)
             print(f"local stack: make serve's (pid {state.pid}), moto on port {state.moto_port}", file=sys.stderr)
         else:
             stack = cleanup.enter_context(LocalStack())

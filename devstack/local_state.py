@@ -9,15 +9,21 @@ local stack) read it instead of assuming the default ports:
 $SANGOMA_LOCAL_STACK_FILE names another file (the tests use it, so a running
 `make serve` is left alone). Imports nothing heavy: `make serve` reads it before
 starting anything.
+
+One `make serve` per file: while one runs it holds a lock on `.local-stack.json.lock`
+(the kernel releases it when the process ends, however it ends), and a second one
+refuses to start, naming the first, rather than overwrite its state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 FILE_VARIABLE = "SANGOMA_LOCAL_STACK_FILE"
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / ".local-stack.json"
@@ -25,6 +31,10 @@ DEFAULT_FILE = Path(__file__).resolve().parent.parent / ".local-stack.json"
 
 class NotRunning(Exception):
     """`make serve` is not running; the message says so in one line."""
+
+
+class AlreadyRunning(Exception):
+    """Another `make serve` runs with this state file; the message names it in one line."""
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,45 @@ class LocalState:
         return f"http://127.0.0.1:{self.moto_port}"
 
     @property
+    def token_url(self) -> str:
+        """The stub token endpoint's URL: the function's TOKEN_URL against this stack."""
+        return f"http://127.0.0.1:{self.token_port}/oauth/token"
+
+    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
 
 def state_file() -> Path:
     return Path(os.environ.get(FILE_VARIABLE) or DEFAULT_FILE)
+
+
+def claim(path: Path | None = None) -> TextIO:
+    """Become the one `make serve` of this state file, for as long as the returned file stays open (keep it for
+    the life of the process). AlreadyRunning when another one holds it."""
+    target = path or state_file()
+    lock = open(target.with_name(target.name + ".lock"), "a+")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip()
+        lock.close()
+        raise AlreadyRunning(_running_one(target, holder)) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def _running_one(target: Path, holder: str) -> str:
+    try:
+        state = _load(target)
+    except NotRunning:  # it has not written its state yet
+        return f"make serve: another one is starting in this checkout (pid {holder or '?'}): wait for it, or stop it"
+    return (f"make serve: already running in this checkout (pid {state.pid}; gateway {state.gateway_port}, moto "
+            f"{state.moto_port}, token stub {state.token_port}): use it, or stop it first (Ctrl-C in its terminal)")
 
 
 def write(state: LocalState, path: Path | None = None) -> Path:

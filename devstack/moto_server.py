@@ -7,6 +7,11 @@
 - A service can be made to fail (`with server.outage("dynamodb"): ...`): its calls
   answer 503 ServiceUnavailable, as AWS does in an outage, while the others work.
 - start() raises when the port cannot be bound (moto's own waits forever).
+- Only this machine's clients: a Host other than 127.0.0.1:<port> or localhost:<port>
+  (or host.docker.internal:<port>, what `sam local invoke` in Docker Desktop sends) is
+  refused with 403, and no answer carries CORS headers (moto sends
+  Access-Control-Allow-Origin for any Origin). Else a web page could read every local
+  secret through DNS rebinding or a cross-origin request.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class _QuietRequestHandler(MotoRequestHandler):
         pass
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "host.docker.internal")
+FORBIDDEN = b"Forbidden: this local moto server answers only Host 127.0.0.1:<port> or localhost:<port>\n"
 TARGET_PREFIXES = {"DynamoDB_20120810": "dynamodb", "TrentService": "kms", "secretsmanager": "secretsmanager"}
 
 
@@ -54,9 +61,24 @@ class MotoServer(ThreadedMotoServer):
 
         return wsgi
 
+    def _local_only(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("HTTP_HOST", "").strip().lower() not in {f"{host}:{self._port}" for host in LOCAL_HOSTS}:
+                start_response("403 Forbidden", [("Content-Type", "text/plain"),
+                                                 ("Content-Length", str(len(FORBIDDEN)))])
+                return [FORBIDDEN]
+
+            def without_cors(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                kept = [(name, value) for name, value in headers if not name.lower().startswith("access-control-")]
+                return start_response(status, kept, exc_info)
+
+            return app(environ, without_cors)
+
+        return wsgi
+
     def _server_entry(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call drowns test output
-        app = self._serialized(DomainDispatcherApplication(create_backend_app))
+        app = self._local_only(self._serialized(DomainDispatcherApplication(create_backend_app)))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler)
         except (OSError, SystemExit):  # werkzeug exits when it cannot bind: tell start(), which would wait forever

@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                              "caller of events/*.json, or every principal in --credentials)")
     args = parser.parse_args(argv)
 
+    try:
+        claimed = local_state.claim()  # held until this process ends: the state file is this run's
+    except local_state.AlreadyRunning as running:
+        print(running, file=sys.stderr)
+        return 1
+
     # Before anything starts: a busy port would otherwise be a traceback, or (moto's) a wait without end.
     busy = busy_ports({"GATEWAY_PORT": args.gateway_port, "MOTO_PORT": args.moto_port,
                        "TOKEN_STUB_PORT": args.token_port})
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
     print("\nstopped", file=sys.stderr)
+    claimed.close()
     return 0
 
 

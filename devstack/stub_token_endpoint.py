@@ -53,6 +53,24 @@ class Received:
         return self.form.get("scope", [None])[0]
 
 
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that counts the connections it has finished with (tests wait on it)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.finished = threading.Condition()
+        self.finished_connections = 0
+
+    def shutdown_request(self, request: Any) -> None:
+        # Called last for every connection, after handle_error has printed anything it prints.
+        super().shutdown_request(request)
+        with self.finished:
+            self.finished_connections += 1
+            self.finished.notify_all()
+
+
 class StubTokenEndpoint:
     def __init__(self, port: int = 0) -> None:
         self.clients: dict[str, str] = {}
@@ -65,8 +83,7 @@ class StubTokenEndpoint:
         self._replies: list[Reply] = []
         self._issued: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -90,6 +107,11 @@ class StubTokenEndpoint:
             self._issued.clear()
         self.credentials_source = None
         self.delay, self.expires_in, self.same_token = 0.0, DEFAULT_EXPIRES_IN, False
+
+    def wait_for_finished_connections(self, count: int, timeout: float = 60) -> bool:
+        """Until the stub has finished with `count` connections since it started (False if not within timeout)."""
+        with self._server.finished:
+            return self._server.finished.wait_for(lambda: self._server.finished_connections >= count, timeout)
 
     def queue(self, *replies: Reply) -> None:
         with self._lock:
@@ -131,6 +153,15 @@ class StubTokenEndpoint:
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):
+                    # The client hung up: e.g. the function stops reading an answer over its size limit and
+                    # closes, which resets the connection. For an HTTP server that ends the connection; it is
+                    # not a failure of the stub (socketserver would print a traceback for it).
+                    self.close_connection = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -23,6 +23,14 @@ from token_vending.request_input import SCOPE_TOKEN
 
 MAX_SECRET_BYTES = 65_536  # Secrets Manager's limit for a SecretString
 KNOWN_FIELDS = ("client_id", "client_secret", "allowed_scopes", "allowed_callers")
+# The function sends the credentials in HTTP Basic auth raw, as Sangoma documents (`curl --basic --user id:secret`),
+# not form-encoded first as RFC 6749 §2.3.1 says. For these characters the two differ: a server that form-decodes
+# the halves (as RFC 6749 servers do) reads '+' as a space and '%xx' as a byte, and a non-ASCII character's bytes
+# depend on the encoding each side assumes.
+FORM_DECODED = re.compile(r"[%+]|[^\x00-\x7f]")
+FORM_DECODED_NOTE = ("holds '%', '+' or a non-ASCII character: sent raw in HTTP Basic auth, as Sangoma documents, "
+                     "but a token endpoint that form-decodes credentials (RFC 6749 §2.3.1) would read another value; "
+                     "if the endpoint answers invalid_client, ask Sangoma for credentials without them")
 # arn:PARTITION:iam::ACCOUNT:user/OPTIONAL/PATH/NAME: matched exactly by the function (policy.ANY_ARN).
 USER = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):user/(?:[\x21-\x7e]*/)?[\w+=,.@-]+")
 
@@ -129,6 +137,8 @@ def _credential(name: str, value: Any, *, colon_allowed: bool) -> list[Finding]:
     if value != value.strip():
         findings.append(Finding("warning", name, "begins or ends with whitespace, which is sent as is; the token "
                                                  "endpoint will likely refuse it"))
+    if FORM_DECODED.search(value) and not any(f.message.startswith("holds a character outside") for f in findings):
+        findings.append(Finding("warning", name, FORM_DECODED_NOTE))
     return findings
 
 

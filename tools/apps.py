@@ -11,7 +11,8 @@
 Each command but validate acts on AWS (your credentials and region; the prefix from
 --prefix, else the stack's SecretPrefix: --stack, default sangoma-token-vending) or,
 with --local, on the local stack of a running `make serve`. `make apps ARGS="..."` runs
-it (LOCAL=1, STACK=, SECRET_PREFIX=, REGION= add the options). Exit status: 0, or 1
+it (LOCAL=1, STACK=, SECRET_PREFIX=, REGION=, PROFILE= add the options); the commands it
+prints to run next carry the same ones. Exit status: 0, or 1
 with the reason on stderr.
 """
 
@@ -107,13 +108,16 @@ def put(args: argparse.Namespace, out: TextIO) -> int:
         with aws_errors("secretsmanager CreateSecret"):
             version = manager.create_secret(**created)["VersionId"]
         print(f"created {name} (version {version}) in {target.where}", file=out)
-        print(f"callers in allowed_callers can vend {app}'s tokens now: make smoke URL=... APP={app} SCOPE=...",
-              file=out)
+        url = target.vending_url or "<VendingUrl>"
+        smoke_variables = "".join(f" {name}={value}" for name, value in (("REGION", args.region),
+                                                                           ("PROFILE", args.profile)) if value)
+        print(f"callers in allowed_callers can vend {app}'s tokens now: make smoke URL={url} APP={app} "
+              f"SCOPE=<scope>{'' if target.local else smoke_variables}", file=out)
         _kms_note(args.kms_key, out)
         return 0
     if described.get("DeletedDate"):
         raise ToolError(f"{name} is scheduled for deletion on {_date(described['DeletedDate'])}: restore it first "
-                        f"(make apps ARGS=\"restore {app}\"), then put again")
+                        f"(make apps ARGS=\"restore {app}\"{targets.make_variables(args)}), then put again")
     current = _current_config(manager, name, app)
     new = parse_app_config(app, text, "")
     if current is not None and json.loads(text) == current[1] and not _key_changes(args.kms_key, described):
@@ -219,7 +223,7 @@ def show(args: argparse.Namespace, out: TextIO) -> int:
             ("tags", " ".join(f"{key}={value}" for key, value in sorted(tags.items())) or "(none)")]
     if described.get("DeletedDate"):
         rows.append(("deletion", f"scheduled for {_date(described['DeletedDate'])}; the function answers 404 "
-                                 f"unknown_app (undo: make apps ARGS=\"restore {app}\")"))
+                                 f"unknown_app (undo: make apps ARGS=\"restore {app}\"{targets.make_variables(args)})"))
         _print_rows(rows, out)
         return 0
     with aws_errors("secretsmanager GetSecretValue"):
@@ -227,13 +231,17 @@ def show(args: argparse.Namespace, out: TextIO) -> int:
     text = answer.get("SecretString") or ""
     rows.append(("version", answer.get("VersionId", "?")))
     findings = check_secret(text)
+    token_url = targets.stack_token_url(target)
     try:
-        config = parse_app_config(app, text, answer.get("VersionId", ""))
+        config = parse_app_config(app, text, answer.get("VersionId", ""), token_url or "")
     except ConfigurationError:
         config = None
     if config is not None:
-        # One-way: the CREDENTIAL_ID column of `make tokens`, to tell which tokens this version minted.
-        rows.append(("credential id", config.credential_id))
+        # One-way, computed by the function's own code from the credentials and the stack's token endpoint:
+        # the CREDENTIAL_ID column of `make tokens`, to tell which tokens this version minted.
+        rows.append(("credential id", config.credential_id if token_url else
+                     f"unknown (it depends on the stack's TokenUrl; stack {target.stack or targets.DEFAULT_STACK} "
+                     "cannot be read)"))
     _print_rows(rows, out)
     if config is not None:
         print("allowed_scopes:", file=out)
@@ -391,11 +399,13 @@ def remove(args: argparse.Namespace, out: TextIO) -> int:
               f"put within moments", file=out)
     else:
         print(f"scheduled the deletion of {name} for {_date(deleted.get('DeletionDate'))} "
-              f"(recovery window {args.recovery_days} days; undo until then: make apps ARGS=\"restore {app}\"; "
+              f"(recovery window {args.recovery_days} days; undo until then: make apps ARGS=\"restore {app}\""
+              f"{targets.make_variables(args)}; "
               f"a new put of {app} is refused until then)", file=out)
+    tokens_command = f"make tokens{targets.make_variables(args, prefix=False)}"
     print(f"""What happens now:
 - {CACHE_NOTE[:1].upper() + CACHE_NOTE[1:]} answers 404 unknown_app for {app}.
-- Its cached tokens stay in the token table until they expire (make tokens shows them); the function never
+- Its cached tokens stay in the token table until they expire (list them: {tokens_command}); the function never
   serves them again, since it answers 404 before looking. DynamoDB's TTL removes them a day after expiry.
 - Tokens already handed out keep working at the CX APIs until they expire: revoke the client at Sangoma to stop
   them.""", file=out)

@@ -14,6 +14,7 @@ API Gateway, or named with --function. Exit status 0, or 1 if the vend failed or
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -25,7 +26,8 @@ from sangoma_token_client import TokenClient, TokenVendingError
 from .live_alias import NEEDS, compare, split_qualifier, target_from_url
 
 # What each failure means for the operator, keyed by the error the client reports: the service's
-# code, API Gateway's error type, or the client's own. {app}, {region}, {url} are filled in.
+# code, API Gateway's error type, or the client's own. {app}, {region}, {url} are filled in, and {mode}: the
+# make variables that point the `make apps` commands it names where this run pointed (see make_variables).
 ADVICE = {
     # API Gateway refused the request before the function saw it.
     "MissingAuthenticationTokenException":
@@ -53,20 +55,20 @@ ADVICE = {
     # The function's answers.
     "access_denied":
         "the app's allowed_callers does not list your principal (or the request carried no IAM identity): "
-        "see who may with `make apps ARGS=\"check {app} --caller YOUR_ARN --scope ...\"` and add yours with "
-        "`make apps ARGS=\"put {app} FILE\"`",
+        "see who may with `make apps ARGS=\"check {app} --caller YOUR_ARN --scope ...\"{mode}` and add yours with "
+        "`make apps ARGS=\"put {app} FILE\"{mode}`",
     "invalid_scope":
-        "a scope is not in the app's allowed_scopes: `make apps ARGS=\"show {app}\"` lists them",
+        "a scope is not in the app's allowed_scopes: `make apps ARGS=\"show {app}\"{mode}` lists them",
     "unknown_app":
         "there is no secret for {app} under the stack's prefix (a typo, another stack or prefix, or its deletion "
-        "is scheduled): `make apps ARGS=\"list\"`",
+        "is scheduled): `make apps ARGS=\"list\"{mode}`",
     "invalid_request":
         "the app name or a scope is malformed (app: letters, digits, '_' and '-', up to 64; scopes: "
         "space-separated tokens)",
     "upstream_error":
         "Sangoma's token endpoint rejected the app's client credentials or answered something unusable: check "
         "client_id and client_secret in the app's secret (store new ones with `make apps ARGS=\"put {app} "
-        "FILE\"`); the UpstreamFailures query shows what the endpoint answered",
+        "FILE\"{mode}`); the UpstreamFailures query shows what the endpoint answered",
     "upstream_unavailable":
         "Sangoma's token endpoint is unreachable, slow or asking us to wait: try again after Retry-After; the "
         "UpstreamFailures query shows which",
@@ -79,8 +81,9 @@ ADVICE = {
     "slow_down":
         "the service asks callers of this app to slow down: wait for Retry-After before trying again",
     "internal_error":
-        "the function failed; most often the app's secret is malformed (check it: `make apps ARGS=\"show {app}\"`; "
-        "the function's log line 'application secret is misconfigured' names the field)",
+        "the function failed; most often the app's secret is malformed (check it: "
+        "`make apps ARGS=\"show {app}\"{mode}`; the function's log line 'application secret is misconfigured' "
+        "names the field)",
     "not_found": "no such route: the URL must be the stack's VendingUrl output (it ends in /v1)",
     # The client's own.
     "unavailable":
@@ -95,14 +98,23 @@ ADVICE = {
 RETRY_HINT = {503, 429}
 
 
-def advice(error: TokenVendingError, *, app: str, region: str, url: str) -> str:
+def make_variables(url: str, region: str | None, profile: str | None) -> str:
+    """` LOCAL=1` against make serve's gateway (the client takes plain http only to loopback), else the REGION and
+    PROFILE this run was given: what the printed `make apps` commands need to act where this one did."""
+    if url.lower().startswith("http://"):
+        return " LOCAL=1"
+    return "".join(f" {name}={shlex.quote(value)}" for name, value in (("REGION", region), ("PROFILE", profile))
+                   if value)
+
+
+def advice(error: TokenVendingError, *, app: str, region: str, url: str, mode: str = "") -> str:
     template = ADVICE.get(error.error)
     if template is None:
         if error.status and error.status >= 500:
             template = "the service or API Gateway failed ({status}): try again; if it lasts, see the function's log"
         else:
             template = "unexpected answer: see the description above"
-    return template.format(app=app, region=region, url=url, status=error.status)
+    return template.format(app=app, region=region, url=url, status=error.status, mode=mode)
 
 
 def check_live_alias(session: botocore.session.Session, region: str, url: str, function: str, out: TextIO) -> bool:
@@ -158,13 +170,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
            if credentials else "no credentials")
     print(f"GET {client.url}/apps/{args.app}/token  scope={args.scope!r}  signed for {client.region}, {who}",
           file=out)
-    vended = vend(client, args.app, args.scope, out)
+    vended = vend(client, args.app, args.scope, make_variables(client.url, args.region, args.profile), out)
     current = check_live_alias(session, str(client.region), client.url, args.function, out)
     return 0 if vended and current else 1
 
 
-def vend(client: TokenClient, app: str, scope: str, out: TextIO) -> bool:
-    """One vend, its answer printed (never the token); False if it failed."""
+def vend(client: TokenClient, app: str, scope: str, mode: str, out: TextIO) -> bool:
+    """One vend, its answer printed (never the token); False if it failed. `mode`: the make variables that
+    point the commands its advice names where this run pointed."""
     try:
         token = client.get_token(app, scope)
     except TokenVendingError as error:
@@ -172,7 +185,8 @@ def vend(client: TokenClient, app: str, scope: str, out: TextIO) -> bool:
         print(f"FAIL: {status}{error.error}: {error.error_description}", file=out)
         if error.retry_after is not None and error.status in RETRY_HINT:
             print(f"      Retry-After: {error.retry_after:g} s", file=out)
-        print(f"what to do: {advice(error, app=app, region=str(client.region), url=client.url)}", file=out)
+        print(f"what to do: {advice(error, app=app, region=str(client.region), url=client.url, mode=mode)}",
+              file=out)
         return False
     days = token.expires_in // 86_400
     print(f"OK: a {token.token_type} token for {app}, scope {token.scope!r}, fingerprint {token.fingerprint}, "

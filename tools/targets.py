@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from devstack import local_aws, local_state
 DEFAULT_STACK = "sangoma-token-vending"
 DEFAULT_PREFIX = Settings(token_table_name="", token_kms_key_id="").secret_prefix
 DEFAULT_SECRET_CACHE_SECONDS = Settings(token_table_name="", token_kms_key_id="").secret_cache_seconds
+DEFAULT_TOKEN_URL = Settings(token_table_name="", token_kms_key_id="").token_url
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9/_+=.@-]+/")  # template.yaml's AllowedPattern for SecretPrefix
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto takes any
 
@@ -43,6 +45,8 @@ class Target:
     prefix: str
     stack: str | None
     local: bool
+    token_url: str | None = None  # the local stub's (make serve); a stack's comes from stack_token_url()
+    vending_url: str | None = None  # the local gateway's (make serve); a stack's is its VendingUrl output
 
     def client(self, service: str) -> Any:
         with aws_errors("connect"):
@@ -72,6 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser, *, help_suppressed: bool = Fa
     parser.add_argument("--profile", help=text("AWS profile (default: botocore's credential chain)"))
 
 
+def make_variables(args: argparse.Namespace, *, prefix: bool = True) -> str:
+    """The make variables that chose where this command acted (` LOCAL=1`, or ` STACK=... SECRET_PREFIX=...
+    REGION=... PROFILE=...`), for the commands a tool prints: pasted, they act on the same place. `prefix=False`
+    for targets without SECRET_PREFIX (make tokens)."""
+    if args.local:
+        return " LOCAL=1"
+    chosen = [("STACK", args.stack), ("SECRET_PREFIX", args.prefix if prefix else None), ("REGION", args.region),
+              ("PROFILE", args.profile)]
+    return "".join(f" {name}={shlex.quote(value)}" for name, value in chosen if value)
+
+
 def resolve(args: argparse.Namespace, *, needs_prefix: bool = True) -> Target:
     if args.local:
         try:
@@ -79,7 +94,8 @@ def resolve(args: argparse.Namespace, *, needs_prefix: bool = True) -> Target:
         except local_state.NotRunning as error:
             raise ToolError(str(error)) from None
         session = boto3.session.Session(region_name=state.region, **LOCAL_CREDENTIALS)
-        return Target(session, state.moto_url, local_aws.SECRET_PREFIX, None, local=True)
+        return Target(session, state.moto_url, local_aws.SECRET_PREFIX, None, local=True, token_url=state.token_url,
+                      vending_url=state.gateway_url)
     session = aws_session(args.region, args.profile)
     target = Target(session, None, args.prefix or "", args.stack, local=False)
     if args.prefix:
@@ -124,6 +140,21 @@ def stack_prefix(target: Target, stack: str | None) -> str:
         if parameter.get("ParameterKey") == "SecretPrefix":
             return str(parameter.get("ResolvedValue") or parameter["ParameterValue"])
     return DEFAULT_PREFIX
+
+
+def stack_token_url(target: Target) -> str | None:
+    """The token endpoint the function uses (it is part of every credential id): the local stub, or the stack's
+    TokenUrl parameter. None when the stack cannot be read."""
+    if target.local:
+        return target.token_url
+    try:
+        described = target.client("cloudformation").describe_stacks(StackName=target.stack or DEFAULT_STACK)
+    except (ClientError, BotoCoreError, ToolError):
+        return None
+    for parameter in described["Stacks"][0].get("Parameters") or []:
+        if parameter.get("ParameterKey") == "TokenUrl":
+            return str(parameter.get("ResolvedValue") or parameter["ParameterValue"])
+    return DEFAULT_TOKEN_URL  # a stack without the parameter: the function's default
 
 
 def stack_resource(target: Target, stack: str | None, logical_id: str) -> str:

@@ -45,3 +45,31 @@ def test_make_invoke_as_the_documentation_shows_it(built: Artifact, event: str) 
     else:  # a scheduled run answers its counts
         assert set(answer) == {"refreshed", "minted", "skipped", "failed"} and answer["failed"] == 0
     assert any(line.startswith("{") for line in done.stderr.splitlines())  # the function's own log lines
+
+
+def make(*args: str) -> subprocess.CompletedProcess[str]:
+    """make as a developer runs it at the repository root (not as a make inside `make test`)."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("AWS_") and name not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    return subprocess.run(["make", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_make_invoke_prints_only_the_functions_answer_on_stdout(built: Artifact) -> None:
+    done = make("invoke", "EVENT=events/vend.json")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    answer = json.loads(done.stdout)  # what `make invoke ... | jq` reads: nothing else on stdout
+    assert answer["statusCode"] == 200
+    assert sum(line.startswith("REPORT RequestId: ") for line in done.stderr.splitlines()) == 1
+    assert "sam build" not in done.stderr  # built by make test already: nothing changed since
+
+
+def test_make_invoke_builds_only_when_a_source_changed(built: Artifact) -> None:
+    # -n: what make would run, without running it; -W: as if that file had just been edited.
+    unchanged = make("-n", "invoke")
+    edited = make("-n", "-W", "functions/token_vending/app.py", "invoke")
+    layer_edited = make("-n", "-W", "layers/dependencies/requirements.txt", "invoke")
+
+    assert unchanged.returncode == 0 and "sam build" not in unchanged.stdout, unchanged.stdout
+    assert "sam build" in edited.stdout and "sam build" in layer_edited.stdout

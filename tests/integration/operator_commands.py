@@ -11,6 +11,7 @@ default gateway URL; render() puts a test's own port in.
 from __future__ import annotations
 
 import os
+import re
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8710"
 DEMO_KEYS = ("AWS_ACCESS_KEY_ID=AKIALOCALDEMO0000001 "
@@ -63,9 +64,21 @@ def render(command: str, gateway_url: str) -> str:
 
 
 def shell_env(**extra: str) -> dict[str, str]:
-    """An operator's shell: none of the test run's AWS settings or make state (a make inside `make test` would
-    otherwise announce the directories it enters), nothing read from ~/.aws."""
-    inherited = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+    """An operator's shell: none of the test run's AWS or function settings or make state (a make inside `make test`
+    would otherwise announce the directories it enters), nothing read from ~/.aws."""
+    inherited = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES",
+                 # the function's settings the test process carries: make would take SECRET_PREFIX as its own
+                 # variable, and the tools TOKEN_TABLE_NAME as their table, instead of finding them
+                 "SECRET_PREFIX", "TOKEN_TABLE_NAME"}
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_") and name not in inherited}
     env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, PYTHONUNBUFFERED="1", **extra)
     return env
+
+
+# A make command a tool prints for the operator to paste: up to the `;`, `)`, backquote or line end around it.
+PRINTED_COMMAND = re.compile(r"make (?:apps|tokens|smoke) [^;)`\n]*[^;)`\n\s]")
+
+
+def printed_commands(text: str) -> list[str]:
+    """The make commands in a tool's output, each as the operator would paste it."""
+    return PRINTED_COMMAND.findall(text)

@@ -376,7 +376,8 @@ def test_request_signed_for_another_region_is_refused(gateway: LocalGateway, lam
     url = token_url(gateway)
     response = send("GET", url, signed("GET", url, region="eu-west-1"))
 
-    assert_refused(response, "InvalidSignatureException", "Credential should be scoped to a valid region", lam)
+    assert_refused(response, "InvalidSignatureException", "Credential should be scoped to a valid region, not "
+                                                          "'eu-west-1'. This gateway expects 'us-east-1'.", lam)
 
 
 @pytest.mark.parametrize(("offset", "message"), [(600, "Signature expired"), (-600, "Signature not yet current")])
@@ -582,15 +583,23 @@ def test_cli_in_its_documented_form_needs_no_region_against_the_local_gateway(ga
     assert json.loads(result.stdout)["scope"] == SCOPES
 
 
-def test_cli_takes_the_region_from_aws_region(gateway: LocalGateway) -> None:
-    # botocore's configuration ignores AWS_REGION; the client does not. The gateway only accepts
-    # us-east-1, so another region there shows AWS_REGION was used.
-    result = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES, AWS_REGION="eu-west-1")
+def test_cli_against_the_local_gateway_signs_for_it_whatever_region_the_shell_has(gateway: LocalGateway) -> None:
+    # A developer's shell set up for their own region (AWS_REGION=eu-west-1) and the local gateway's URL: the
+    # client signs for the local stack's region, which the gateway accepts.
+    result = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES, AWS_REGION="eu-west-1",
+                     AWS_DEFAULT_REGION="eu-west-1")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["scope"] == SCOPES
+
+
+def test_cli_with_a_region_passed_signs_for_it_and_the_gateway_names_the_one_it_expects(
+        gateway: LocalGateway) -> None:
+    result = run_cli("get", "--url", gateway.url, "--region", "eu-west-1", "--app", "demo", "--scope", SCOPES)
 
     assert result.returncode == 1
-    assert "Credential should be scoped to a valid region, not 'eu-west-1'" in result.stderr
-    assert run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES,
-                   AWS_REGION="us-east-1").returncode == 0
+    assert ("Credential should be scoped to a valid region, not 'eu-west-1'. This gateway expects 'us-east-1'."
+            in result.stderr)
 
 
 def test_cli_without_any_region_for_another_host_says_what_to_set() -> None:

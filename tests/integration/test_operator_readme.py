@@ -14,7 +14,7 @@ from devstack.gateway import LocalGateway, load_credentials
 from devstack.template import resource
 
 from .conftest import Lambda
-from .operator_commands import AWS_FLOW, PROD_STACK, shell_env
+from .operator_commands import AWS_FLOW, PROD_STACK, printed_commands, shell_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_PREFIX = "sangoma/token-vending-prod/"  # not the default: the commands must find it through the stack
@@ -25,7 +25,8 @@ DEMO_KEY = "AKIALOCALDEMO0000001"
 def account(lam: Lambda, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A deployed stack in moto, the function configured as that stack configures it, and the operator's shell."""
     template = {
-        "Parameters": {"SecretPrefix": {"Type": "String", "Default": "sangoma/token-vending/"}},
+        "Parameters": {"SecretPrefix": {"Type": "String", "Default": "sangoma/token-vending/"},
+                       "TokenUrl": {"Type": "String", "Default": "https://auth.sangoma.com/oauth/token"}},
         "Resources": {
             "TokenTable": {"Type": "AWS::DynamoDB::Table", "Properties": resource("TokenTable")["Properties"]},
             "TokenVendingLogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {}},
@@ -33,8 +34,9 @@ def account(lam: Lambda, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         "Outputs": {"TokenTableName": {"Value": {"Ref": "TokenTable"}}},
     }
     cloudformation = lam.stack.client("cloudformation")
-    cloudformation.create_stack(StackName=PROD_STACK, TemplateBody=json.dumps(template),
-                                Parameters=[{"ParameterKey": "SecretPrefix", "ParameterValue": PROD_PREFIX}])
+    parameters = {"SecretPrefix": PROD_PREFIX, "TokenUrl": lam.stack.token_endpoint.url}
+    cloudformation.create_stack(StackName=PROD_STACK, TemplateBody=json.dumps(template), Parameters=[
+        {"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()])
     outputs = cloudformation.describe_stacks(StackName=PROD_STACK)["Stacks"][0]["Outputs"]
     monkeypatch.setenv("TOKEN_TABLE_NAME", outputs[0]["OutputValue"])
     monkeypatch.setenv("SECRET_PREFIX", PROD_PREFIX)
@@ -71,5 +73,10 @@ def test_onboarding_smoke_testing_and_listing_with_the_readmes_commands(account:
     header, row = outputs[tokens].splitlines()
     assert header.split()[:4] == ["EXPIRES_AT", "LEFT", "MINTED", "APP"]
     assert row.split()[3] == "billing" and fingerprint in row
+    # show names the credentials by the id the function stored the token under (make tokens' CREDENTIAL_ID)
+    assert f"credential id: {row.split()[-2]}\n" in outputs[show]  # CREDENTIAL_ID, then SECRET_VERSION
     assert outputs[remove].startswith(f"scheduled the deletion of {PROD_PREFIX}billing for ")
     assert outputs[restore].startswith(f"restored {PROD_PREFIX}billing")
+    # What remove tells the operator to run next names the stack it acted on: pasted, it is the README's own
+    # restore and tokens commands, which ran above.
+    assert printed_commands(outputs[remove]) == [restore, tokens]

@@ -13,12 +13,19 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+import urllib3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from requests_aws4auth import AWS4Auth
 
 from devstack import local_state
 
-from .operator_commands import DEMO_KEYS, LOCAL_FLOW, render, shell_env
+from .operator_commands import DEMO_KEYS, LOCAL_FLOW, printed_commands, render, shell_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCOPES = "cx.agent-calls cx.queue-calls"
@@ -160,6 +167,30 @@ def test_local_stack_file_names_the_ports_while_serving_and_goes_on_exit(signum:
     assert not local_state.state_file().exists()
 
 
+def test_a_second_make_serve_in_the_checkout_refuses_naming_the_first_and_leaves_its_state(served: Served) -> None:
+    state_before = local_state.state_file().read_text()
+    first = json.loads(state_before)
+
+    second = subprocess.run(serve_command(), cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120,
+                            check=False)
+
+    assert second.returncode == 1
+    assert second.stdout == ""
+    assert second.stderr == (
+        f"make serve: already running in this checkout (pid {served.process.pid}; gateway {first['gateway_port']}, "
+        f"moto {first['moto_port']}, token stub {first['token_port']}): use it, or stop it first (Ctrl-C in its "
+        "terminal)\n")
+    assert local_state.state_file().read_text() == state_before  # the first one's state, untouched
+    listed = run("make tokens LOCAL=1")  # and what reads it still finds the first one
+    assert listed.returncode == 0, listed.stderr
+    # Once the first has stopped, make serve starts again.
+    assert served.stop() == 0
+    again = Served()
+    assert json.loads(local_state.state_file().read_text())["pid"] == again.process.pid
+    assert again.stop() == 0
+    assert not local_state.state_file().exists()
+
+
 def test_make_tokens_local_says_in_one_line_when_make_serve_is_not_running(tmp_path: Path) -> None:
     assert not local_state.state_file().exists()
     missing = run("make tokens LOCAL=1")
@@ -189,6 +220,67 @@ def test_make_tokens_without_a_region_says_so_in_one_line() -> None:
     assert result.returncode == 1
     assert result.stderr == ("error: no AWS region: pass --region (REGION=... with make), or set AWS_REGION or "
                              "AWS_DEFAULT_REGION\n")
+
+
+# -- make serve's moto: this machine only -----------------------------------------------------------
+
+
+def test_make_serves_moto_answers_no_other_host_and_no_other_origin(served: Served) -> None:
+    port = json.loads(local_state.state_file().read_text())["moto_port"]
+    moto = f"http://127.0.0.1:{port}/"
+    # moto checks no signature; the credential scope names the service
+    get_secret = {"X-Amz-Target": "secretsmanager.GetSecretValue", "Content-Type": "application/x-amz-json-1.1",
+                  "Authorization": "AWS4-HMAC-SHA256 Credential=anything/20260101/us-east-1/secretsmanager/"
+                                   "aws4_request, SignedHeaders=host, Signature=0"}
+    body = json.dumps({"SecretId": "sangoma/token-vending/demo"})
+
+    # A web page's preflight: no CORS header, so the browser lets the page read nothing.
+    preflight = urllib3.request("OPTIONS", moto, headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-amz-target"}, retries=False, timeout=30)
+    # DNS rebinding: the page's own name, now resolving to 127.0.0.1, arrives as the Host.
+    rebound = urllib3.request("POST", moto, headers={**get_secret, "Host": f"rebind.evil.example:{port}"}, body=body,
+                              retries=False, timeout=30)
+    # What the refusal keeps from the page: this machine's own clients get the secret (and no CORS header either).
+    local = urllib3.request("POST", moto, headers={**get_secret, "Origin": "http://evil.example"}, body=body,
+                            retries=False, timeout=30)
+
+    assert [name for name in preflight.headers if name.lower().startswith("access-control-")] == []
+    assert rebound.status == 403
+    assert b"client_secret" not in rebound.data
+    assert local.status == 200 and b"client_secret" in local.data
+    assert [name for name in local.headers if name.lower().startswith("access-control-")] == []
+
+
+# -- signers of others, through make serve's gateway ------------------------------------------------
+
+DEMO_KEY, DEMO_SECRET = (pair.split("=")[1] for pair in DEMO_KEYS.split())
+
+
+def vend_with_requests_params(gateway_url: str) -> tuple[str, int, dict[str, str]]:
+    """requests builds the query from params= (form encoding: a space is `+`); requests-aws4auth signs it."""
+    answer = requests.get(f"{gateway_url}/apps/demo/token", params={"scope": SCOPES}, timeout=60,
+                          auth=AWS4Auth(DEMO_KEY, DEMO_SECRET, "us-east-1", "execute-api"))
+    return str(answer.url), answer.status_code, answer.json()
+
+
+def vend_with_botocore_params(gateway_url: str) -> tuple[str, int, dict[str, str]]:
+    """botocore's own request with params=: it sends them form-encoded and signs them canonically (%20)."""
+    request = AWSRequest(method="GET", url=f"{gateway_url}/apps/demo/token", params={"scope": SCOPES})
+    SigV4Auth(Credentials(DEMO_KEY, DEMO_SECRET), "execute-api", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    answer = urllib3.request("GET", prepared.url, headers=dict(prepared.headers.items()), retries=False, timeout=60)
+    return prepared.url, answer.status, answer.json()
+
+
+@pytest.mark.parametrize("vend", [vend_with_requests_params, vend_with_botocore_params])
+def test_a_query_with_plus_for_space_vends_through_make_serve(served: Served, vend: Any) -> None:
+    # API Gateway reads `+` in the query as a space, for the signature and for the function alike.
+    url, status, body = vend(served.gateway_url)
+
+    assert "scope=cx.agent-calls+cx.queue-calls" in url  # what was sent: form encoding
+    assert status == 200, body
+    assert body["scope"] == SCOPES  # two scopes reached the function, not one "cx.agent-calls+cx.queue-calls"
 
 
 # -- what make serve prints -------------------------------------------------------------------------
@@ -243,5 +335,26 @@ def test_a_second_app_onboarded_locally_vends_with_the_readmes_commands(served: 
     assert answer["scope"] == "cx.agent-calls"
     rows = [line.split() for line in results[tokens].splitlines()[1:]]
     assert [(row[3], row[4], row[5]) for row in rows] == [("billing", "cx.agent-calls", answer["fingerprint"])]
+    assert f"credential id: {rows[0][6]}\n" in results[show]  # the id the function stored the token under
     assert results[remove].startswith("scheduled the deletion of sangoma/token-vending/billing for ")
     assert DEMO_KEYS.split()[0] in smoke
+
+
+def test_every_command_the_tools_print_in_local_mode_works_pasted(served: Served) -> None:
+    """What `make apps ... LOCAL=1` and `make smoke` against make serve's gateway tell the operator to run next
+    carries LOCAL=1, and works when pasted."""
+    put = run('make apps ARGS="put billing examples/app-secret.json" LOCAL=1')
+    removed = run('make apps ARGS="remove billing" LOCAL=1')
+    shown = run('make apps ARGS="show billing" LOCAL=1')
+    refused = run(f"{DEMO_KEYS} make smoke URL={served.gateway_url} APP=nobody SCOPE=cx.agent-calls")
+    printed = {name: printed_commands(result.stdout + result.stderr)
+               for name, result in (("put", put), ("remove", removed), ("show", shown), ("smoke", refused))}
+
+    assert printed["put"] == [f"make smoke URL={served.gateway_url} APP=billing SCOPE=<scope>"]
+    assert printed["remove"] == ['make apps ARGS="restore billing" LOCAL=1', "make tokens LOCAL=1"]
+    assert printed["show"] == ['make apps ARGS="restore billing" LOCAL=1']
+    assert printed["smoke"] == ['make apps ARGS="list" LOCAL=1']
+    for command in ["make tokens LOCAL=1", 'make apps ARGS="list" LOCAL=1', 'make apps ARGS="restore billing" LOCAL=1']:
+        pasted = run(command)
+        assert pasted.returncode == 0, f"{command}\n{pasted.stdout}\n{pasted.stderr}"
+    assert run('make apps ARGS="show billing" LOCAL=1').stdout.count("deletion") == 0  # restored

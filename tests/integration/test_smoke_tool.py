@@ -75,8 +75,9 @@ def test_a_scope_the_app_does_not_allow(gateway: LocalGateway) -> None:
     fail, advice = failure(smoke("--url", gateway.url, "--app", "demo", "--scope", "cx.agent-calls cx.admin"))
 
     assert fail.startswith("FAIL: HTTP 403 invalid_scope: ") and "cx.admin" in fail
-    assert advice == ("what to do: a scope is not in the app's allowed_scopes: `make apps ARGS=\"show demo\"` "
-                      "lists them")
+    # The local gateway's URL: the command it names acts on the local stack too.
+    assert advice == ("what to do: a scope is not in the app's allowed_scopes: `make apps ARGS=\"show demo\" "
+                      "LOCAL=1` lists them")
 
 
 def test_a_caller_the_app_does_not_allow(gateway: LocalGateway) -> None:
@@ -107,7 +108,7 @@ def test_signing_for_another_region(gateway: LocalGateway) -> None:
     fail, advice = failure(smoke("--url", gateway.url, "--app", "demo", "--scope", SCOPES, "--region", "eu-west-1"))
 
     assert fail == ("FAIL: HTTP 403 InvalidSignatureException: Credential should be scoped to a valid region, not "
-                    "'eu-west-1'.")
+                    "'eu-west-1'. This gateway expects 'us-east-1'.")
     assert "(eu-west-1 was used; an execute-api URL names its region)" in advice
 
 

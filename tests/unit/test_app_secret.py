@@ -106,6 +106,12 @@ WARNED = [
                  "warning: allowed_scopes[1]: repeats an earlier entry", id="repeated-scope"),
     pytest.param(document(client_secret=" " + CLIENT_SECRET),
                  "warning: client_secret: begins or ends with whitespace", id="secret-space"),
+    pytest.param(document(client_secret=CLIENT_SECRET + "+x"), "warning: client_secret: holds '%', '+' or a "
+                 "non-ASCII character: sent raw in HTTP Basic auth", id="secret-plus"),
+    pytest.param(document(client_id=CLIENT_ID + "%41"), "warning: client_id: holds '%', '+' or a non-ASCII "
+                 "character", id="client-id-percent"),
+    pytest.param(document(client_secret=CLIENT_SECRET + "\u00e9"), "warning: client_secret: holds '%', '+' or a "
+                 "non-ASCII character", id="secret-latin-1-not-ascii"),
     pytest.param(document(client_sercet=CLIENT_SECRET),
                  "warning: client_sercet: not a field the function reads (ignored)", id="misspelt-field"),
     pytest.param('{"client_id": "a", "client_secret": "b", "client_secret": "c", "allowed_scopes": ["s"], '
@@ -169,3 +175,18 @@ def test_validate_exits_1_on_an_error_and_0_on_warnings_alone(tmp_path: Path) ->
         f"{questionable}: warning: allowed_callers[0]: an account ID admits every IAM principal of that account",
         f"{questionable}: valid (2 scopes, 1 caller)",
     ]
+
+
+def test_make_apps_validate_warns_about_credentials_a_form_decoding_server_would_read_otherwise(
+        tmp_path: Path) -> None:
+    secret = CLIENT_SECRET + "+/%2B"
+    path = tmp_path / "plus.json"
+    path.write_text(json.dumps(document(client_secret=secret)))
+
+    result = subprocess.run(["make", "--no-print-directory", "apps", f"ARGS=validate {path}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+
+    assert result.returncode == 0, result.stderr  # a warning, not a refusal: Sangoma documents raw credentials
+    assert f"{path}: warning: client_secret: holds '%', '+' or a non-ASCII character" in result.stdout
+    assert f"{path}: valid (2 scopes, 1 caller)" in result.stdout
+    assert secret not in result.stdout + result.stderr and CLIENT_SECRET not in result.stdout + result.stderr

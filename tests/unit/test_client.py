@@ -167,24 +167,41 @@ def test_the_shared_client_refuses_a_plain_http_url_from_the_environment(monkeyp
     assert raised.value.error == "insecure_url"
 
 
-def test_region_order_explicit_url_aws_region_aws_default_region_config_then_loopback(
+def test_region_order_explicit_url_aws_region_aws_default_region_then_config(
         no_region_configured: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    aws_url, local_url = "https://abc.execute-api.eu-west-2.amazonaws.com/v1", "http://127.0.0.1:8710"
+    aws_url, other_url = "https://abc.execute-api.eu-west-2.amazonaws.com/v1", "https://vending.internal.example"
     no_region_configured.write_text("[default]\nregion = ap-south-1\n")
-    assert TokenClient(local_url).region == "ap-south-1"  # the profile's region
+    assert TokenClient(other_url).region == "ap-south-1"  # the profile's region
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ca-central-1")
-    assert TokenClient(local_url).region == "ca-central-1"
+    assert TokenClient(other_url).region == "ca-central-1"
     monkeypatch.setenv("AWS_REGION", "sa-east-1")  # read by the client itself: botocore's config ignores it
-    assert TokenClient(local_url).region == "sa-east-1"
-    assert TokenClient("https://vending.internal.example").region == "sa-east-1"
+    assert TokenClient(other_url).region == "sa-east-1"
     assert TokenClient(aws_url).region == "eu-west-2"  # the URL names the API's region
     assert TokenClient(aws_url, region="us-west-1").region == "us-west-1"
+
+
+def test_a_loopback_url_signs_for_the_local_stack_whatever_the_shell_says(
+        no_region_configured: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A developer's shell is set up for their own AWS region; the local gateway accepts the local stack's.
+    no_region_configured.write_text("[default]\nregion = ap-south-1\n")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ca-central-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    state = tmp_path / ".local-stack.json"
+    monkeypatch.setenv("SANGOMA_LOCAL_STACK_FILE", str(state))
+    assert TokenClient("http://127.0.0.1:8710").region == "us-east-1"  # no make serve running: its default
+    state.write_text('{"moto_port": 8711, "token_port": 8712, "gateway_port": 8710, "region": "eu-north-1", '
+                     '"pid": 1}')
+    assert TokenClient("http://127.0.0.1:8710").region == "eu-north-1"  # the running one's
+    assert TokenClient("http://localhost:8710", region="us-west-1").region == "us-west-1"  # passed: wins
+    state.write_text("not json")
+    assert TokenClient("http://127.0.0.1:8710").region == "us-east-1"
 
 
 def test_a_profiles_region_is_used_for_a_named_profile(no_region_configured: Path) -> None:
     no_region_configured.write_text("[profile ops]\nregion = eu-north-1\n")
 
-    assert TokenClient("http://127.0.0.1:8710", session=botocore.session.Session(profile="ops")).region == "eu-north-1"
+    client = TokenClient("https://vending.internal.example", session=botocore.session.Session(profile="ops"))
+    assert client.region == "eu-north-1"
 
 
 def test_retry_after_takes_seconds_or_an_http_date() -> None:

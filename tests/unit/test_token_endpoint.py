@@ -468,3 +468,19 @@ def test_a_token_url_that_is_not_https_is_refused_without_a_request(stub: StubTo
                                  "http://host.docker.internal:8712/oauth/token"])
 def test_https_and_local_stacks_are_allowed(url: str) -> None:
     assert url_problem(url) is None
+
+
+def test_a_client_that_drops_an_over_long_answer_leaves_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    # The function stops reading at 64 KiB and closes, which resets the connection the stub keeps open for
+    # the next request: the stub must take that as the end of the connection, not print a traceback.
+    stub = StubTokenEndpoint().start()
+    try:
+        stub.clients[CLIENT_ID] = CLIENT_SECRET
+        endpoint = TokenEndpoint(stub.url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=10,
+                                 max_lifetime_seconds=MAX_LIFETIME)
+        assert_upstream_error(fetch_error(endpoint, stub, Reply(200, answer(padding="x" * 64 * 1024))))
+        assert stub.wait_for_finished_connections(1)  # whatever it prints, it has printed by then
+    finally:
+        stub.stop()
+
+    assert capfd.readouterr().err == ""

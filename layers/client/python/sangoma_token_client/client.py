@@ -33,8 +33,12 @@ SERVICE = "execute-api"
 EXECUTE_API_HOST = re.compile(r"^https?://[^/.]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:[:/]|$)")
 # What SigV4 leaves unencoded (RFC 3986 unreserved): the canonical query uses exactly this.
 UNRESERVED = "-_.~"
-# What the local gateway (`make serve`) accepts, used when nothing else names a region for a loopback URL.
+# The local gateway (`make serve`) accepts the region its state file names, else this one.
 LOCAL_REGION = "us-east-1"
+# Where a running `make serve` says where it listens and for which region (the repository's devstack writes it;
+# read here as plain JSON, since this package never imports the repository's own code).
+LOCAL_STACK_FILE_VARIABLE = "SANGOMA_LOCAL_STACK_FILE"
+LOCAL_STACK_FILE = ".local-stack.json"  # in the repository root, where make serve and its commands run
 RETRYABLE_STATUSES = frozenset({429, 503})
 # Connection failures that happen before the service saw the request: safe to retry.
 RETRYABLE_ERRORS = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
@@ -245,16 +249,27 @@ def _token_from(response: urllib3.BaseHTTPResponse, asked_scope: str) -> tuple[T
 
 
 def _resolve_region(url: str, session: botocore.session.Session) -> str | None:
-    """The signing region when none is passed: an execute-api URL names it; else AWS_REGION (which botocore's
-    configuration ignores), else AWS_DEFAULT_REGION or the profile's region; else, for the local gateway on a
-    loopback address, the one region it accepts. None when nothing says."""
+    """The signing region when none is passed: an execute-api URL names it; a loopback URL is the local gateway,
+    which accepts its local stack's region whatever the shell is set up for; else AWS_REGION (which botocore's
+    configuration ignores), else AWS_DEFAULT_REGION or the profile's region. None when nothing says."""
     match = EXECUTE_API_HOST.match(url)
     if match:
         return match.group(1)
+    if _is_loopback(url):
+        return _local_stack_region()
     configured = os.environ.get("AWS_REGION") or session.get_config_variable("region")
-    if configured:
-        return str(configured)
-    return LOCAL_REGION if _is_loopback(url) else None
+    return str(configured) if configured else None
+
+
+def _local_stack_region() -> str:
+    """The region of the running `make serve` (its state file), else the one it runs in by default."""
+    path = os.environ.get(LOCAL_STACK_FILE_VARIABLE) or LOCAL_STACK_FILE
+    try:
+        with open(path, encoding="utf-8") as file:
+            region = json.load(file).get("region")
+    except (OSError, ValueError, AttributeError):
+        return LOCAL_REGION
+    return region if isinstance(region, str) and region else LOCAL_REGION
 
 
 def _require_safe_url(url: str) -> None:
