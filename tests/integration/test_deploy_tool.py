@@ -123,7 +123,8 @@ def test_bad_input_stops_before_building(tmp_path: Path, assignments: tuple[str,
 def test_a_failed_build_deploys_nothing(tmp_path: Path) -> None:
     sam = fake_sam(tmp_path, build_status=1)
 
-    result = make_deploy(sam, "ENV=dev")
+    # As if there were no build yet (BUILT names the file a build leaves): the build runs, and fails.
+    result = make_deploy(sam, "ENV=dev", f"BUILT={tmp_path / 'never-built' / 'template.yaml'}")
 
     assert result.returncode != 0
     assert sam.calls() == [["build"]]

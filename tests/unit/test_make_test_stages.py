@@ -25,7 +25,7 @@ def stage(*command: str) -> subprocess.CompletedProcess[str]:
 def test_make_test_runs_the_stages_in_order_each_through_the_stage_runner() -> None:
     names = [line.split()[1] for line in recipe("test") if line.startswith("@$(STAGE) ")]
 
-    assert names == ["virtualenvs", "lint", "build", "unit", "integration", "artifact"]
+    assert names == ["virtualenvs", "lint", "build", "deploy-check", "unit", "integration", "artifact"]
     assert len(names) == len(recipe("test"))  # nothing runs outside a stage
 
 
