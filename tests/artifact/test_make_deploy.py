@@ -28,7 +28,8 @@ def test_make_deploy_passes_the_revision_of_the_build_and_the_same_one_again(tmp
 
     deploy = ["deploy", "--config-env", "prod", "--parameter-overrides", "SecretPrefix=sangoma/token-vending/",
               "LogRetentionDays=365", f"Revision={expected}"]
-    assert sam.calls() == [["build"], deploy, ["build"], deploy]
+    # A `sam build` only where a source changed since the last build: the same deploy each time either way.
+    assert [call for call in sam.calls() if call != ["build"]] == [deploy, deploy]
 
 
 def build_with_makefile(directory: str, target: str, artifacts: Path) -> str:
