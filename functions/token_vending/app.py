@@ -35,7 +35,7 @@ def get_token(app: str) -> Response[str]:
     vended = container.current().vendor.vend(request, call.caller)
     token = vended.token
     record_vend("ok", vended.source)
-    audit.answered("ok", 200, app=request.app, scope=request.scope, source=vended.source,
+    audit.answered("ok", 200, app=request.app, scope=request.scope, holder=vended.holder, source=vended.source,
                    fingerprint=token.fingerprint, expires_at=token.expires_at_rfc3339)
     # {access_token, token_type, scope, expires_in, expires_at, fingerprint}; scope is the request's, normalized.
     return Response(status_code=200, content_type="application/json", body=token.answer(vended.expires_in),
@@ -47,9 +47,10 @@ def report_rejected_token(app: str) -> Response[str]:
     call, audit = api.context["call"], api.context["audit"]
     request = parse_token_request(app, call.scope_values)
     token_fingerprint = parse_fingerprint(call.fingerprint)
-    dropped = container.current().vendor.report(request, call.caller, token_fingerprint)
-    record_report("dropped" if dropped else "kept")
-    audit.answered("ok", 204, app=request.app, scope=request.scope, fingerprint=token_fingerprint, dropped=dropped)
+    reported = container.current().vendor.report(request, call.caller, token_fingerprint)
+    record_report("dropped" if reported.dropped else "kept")
+    audit.answered("ok", 204, app=request.app, scope=request.scope, holder=reported.holder,
+                   fingerprint=token_fingerprint, dropped=reported.dropped)
     return Response(status_code=204, body="", headers=NO_STORE)
 
 
@@ -81,7 +82,7 @@ def _error_response(error: VendingError, status: int | None = None, code: str | 
     audit: AuditRecord | None = api.context.get("audit")
     if audit is not None:
         (record_vend if audit.route == "vend" else record_report)(code)
-        audit.answered(code, status)
+        audit.answered(code, status, **error.audited)
     headers = dict(NO_STORE)
     if error.retry_after:
         headers["Retry-After"] = str(error.retry_after)

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
@@ -20,10 +21,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import AccessDenied, ConfigurationError, Dependency, DependencyUnavailable, InvalidScope, UnknownApp
 from .observability import logger, record_degraded
-from .policy import Caller, CallerPolicy, authorize, authorize_unrequested
+from .policy import Caller, CallerPolicy, authorize, authorize_holder
 
 NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
 REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
+
+
+class TokenSharing(StrEnum):
+    """The secret's optional `tokens` field: who shares a token of the app and scope set."""
+
+    PER_CALLER = "per_caller"  # each holder has its own (the default): a leaked token names one caller
+    SHARED = "shared"  # every allowed caller is given the same one
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,11 @@ class AppConfig:
     allowed_callers: tuple[str, ...]
     version_id: str
     token_url: str = ""  # the endpoint these credentials are used with
+    tokens: TokenSharing = TokenSharing.PER_CALLER
+
+    def holder_for(self, caller: Caller) -> str:
+        """Whose token this caller is given: its holder, or "" when the app shares its tokens."""
+        return "" if self.tokens is TokenSharing.SHARED else caller.holder
 
     @cached_property  # parsed once per configuration: each vend only looks its caller up
     def callers(self) -> CallerPolicy:
@@ -44,10 +57,11 @@ class AppConfig:
         """Raise unless this caller may have these scopes under this configuration's policy."""
         authorize(caller, self.callers, scopes, self.allowed_scopes)
 
-    def refusal(self, scopes: tuple[str, ...]) -> AccessDenied | InvalidScope | None:
-        """Why the scheduled run may not mint or refresh this token (nobody could be vended it), or None."""
+    def refusal(self, holder: str, scopes: tuple[str, ...]) -> AccessDenied | InvalidScope | None:
+        """Why the scheduled run may not mint or refresh this holder's token (no caller of it could be
+        vended it), or None."""
         try:
-            authorize_unrequested(self.callers, scopes, self.allowed_scopes)
+            authorize_holder(holder, self.callers, scopes, self.allowed_scopes)
         except (AccessDenied, InvalidScope) as refusal:
             return refusal
         return None
@@ -94,6 +108,10 @@ def parse_app_config(app: str, secret_string: str | None, version_id: str, token
             raise ConfigurationError(app, f"{name} must be a list of strings")
         return value
 
+    try:
+        tokens = TokenSharing(data.get("tokens", TokenSharing.PER_CALLER))
+    except ValueError:
+        raise ConfigurationError(app, 'tokens must be "per_caller" or "shared"') from None
     return AppConfig(
         app=app,
         client_id=data["client_id"],
@@ -102,6 +120,7 @@ def parse_app_config(app: str, secret_string: str | None, version_id: str, token
         allowed_callers=tuple(string_list("allowed_callers")),
         version_id=version_id,
         token_url=token_url,
+        tokens=tokens,
     )
 
 

@@ -18,6 +18,7 @@ class VendingError(Exception):
     def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
         self.description = description or self.default_description
         self.retry_after = retry_after
+        self.audited: dict[str, str] = {}  # what the answer's audit record adds (never a secret)
         super().__init__(self.description)
 
 
@@ -44,8 +45,17 @@ class SlowDown(VendingError):
 
 
 class MintLimitReached(VendingError):
-    status, code, default_description = (429, "mint_limit_reached",
-                                         "this application has fetched as many tokens as allowed this hour")
+    """A mint budget for this clock hour is spent: the app's, or the calling holder's (`budget`)."""
+
+    status, code = 429, "mint_limit_reached"
+
+    def __init__(self, budget: str = "app", *, retry_after: int | None = None) -> None:
+        super().__init__(SPENT_BUDGETS[budget], retry_after=retry_after)
+        self.audited["budget"] = budget
+
+
+SPENT_BUDGETS = {"app": "this application has fetched as many tokens as allowed this hour",
+                 "caller": "this caller's requests have fetched as many tokens as allowed this hour"}
 
 
 class UpstreamError(VendingError):

@@ -2,6 +2,10 @@
 
 Pure functions and values. Everything fails closed: an empty or missing list allows nobody, an
 `allowed_callers` entry that is not understood matches nothing.
+
+A caller's *holder* names whose token it is given (an app that shares tokens has none): the sessions
+of one role share the role's tokens, so the holder of `arn:P:sts::A:assumed-role/ROLE/SESSION` is
+`arn:P:sts::A:assumed-role/ROLE`; any other principal (an IAM user, say) holds its own, under its ARN.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ ASSUMED_ROLE = re.compile(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([\w+=,.
 # arn:PARTITION:iam::ACCOUNT:role/OPTIONAL/PATH/ROLE
 ROLE = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\x21-\x7e]*/)?([\w+=,.@-]+)")  # paths: any printable ASCII
 ANY_ARN = re.compile(r"arn:(aws[a-z-]*):[a-z]+::(\d{12}):.+")
+# arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE: the holder of a role's sessions
+HOLDER_OF_ROLE = re.compile(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([\w+=,.@-]+)")
 # A caller's ARN in one match (the two above at once): partition, service, account, and the role of a session.
 CALLER_ARN = re.compile(r"arn:(aws[a-z-]*):([a-z]+)::(\d{12}):(?:assumed-role/([\w+=,.@-]+)/[\w+=,.@-]+|.+)")
 
@@ -39,6 +45,23 @@ class Caller(NamedTuple):
             return cls(arn, None, None)
         partition, service, account, role = parsed.groups()
         return cls(arn, account, (partition, account, role) if service == "sts" and role else None)
+
+    @property
+    def holder(self) -> str:
+        """Whose tokens this caller is given: its role's, for a session of one; else its own."""
+        return role_holder(self.role) if self.role else self.arn
+
+
+def role_holder(role: Role) -> str:
+    """The holder every session of a role shares: the session ARN without the session."""
+    partition, account, name = role
+    return f"arn:{partition}:sts::{account}:assumed-role/{name}"
+
+
+def target_holder(arn: str) -> str:
+    """The holder a scheduled pre-warm mints for: the caller's, where a role ARN stands for its sessions."""
+    role = ROLE.fullmatch(arn)
+    return role_holder((role[1], role[2], role[3])) if role else Caller.parse(arn).holder
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,18 @@ class CallerPolicy:
     def admits_anyone(self) -> bool:
         return bool(self.accounts or self.principals or self.roles)
 
+    def admits_holder(self, holder: str) -> bool:
+        """Could a caller of this holder be admitted ("": any caller)? What the scheduled run asks of a token
+        it would mint or refresh for that holder."""
+        if not holder:
+            return self.admits_anyone()
+        role = HOLDER_OF_ROLE.fullmatch(holder)
+        if role is None:
+            return self.admits(Caller.parse(holder))
+        partition, account, name = role.groups()
+        return account in self.accounts or (partition, account, name) in self.roles or \
+            any(principal.startswith(holder + "/") for principal in self.principals)  # one of its sessions
+
 
 def caller_matches(caller_arn: str, allowed: str) -> bool:
     """Does one `allowed_callers` entry admit this caller?"""
@@ -86,11 +121,12 @@ def authorize(caller: Caller | None, callers: CallerPolicy, scopes: Iterable[str
     check_scopes(scopes, allowed_scopes)
 
 
-def authorize_unrequested(callers: CallerPolicy, scopes: Iterable[str], allowed_scopes: frozenset[str]) -> None:
-    """Raise unless some caller could still be vended these scopes: what the scheduled run asks before
-    it mints or refreshes a token nobody asked for yet."""
-    if not callers.admits_anyone():
-        raise AccessDenied("the app allows no caller")
+def authorize_holder(holder: str, callers: CallerPolicy, scopes: Iterable[str],
+                     allowed_scopes: frozenset[str]) -> None:
+    """Raise unless some caller of the holder ("": any caller) could still be vended these scopes: what the
+    scheduled run asks before it mints or refreshes a token nobody asked for yet."""
+    if not callers.admits_holder(holder):
+        raise AccessDenied("the app allows no caller of this holder" if holder else "the app allows no caller")
     check_scopes(scopes, allowed_scopes)
 
 

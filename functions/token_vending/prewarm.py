@@ -41,9 +41,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .app_config import AppConfig
+from .app_config import AppConfig, TokenSharing
 from .errors import (
     ConfigurationError,
     Dependency,
@@ -55,9 +55,11 @@ from .errors import (
     VendingError,
 )
 from .observability import logger, record_degraded, record_prewarm, tracer
+from .policy import ANY_ARN, target_holder
 from .request_input import TokenRequest, parse_token_request
 from .token_store import StoredToken
 from .tokens import TokenKey
+from .vending import TokenOrder
 
 if TYPE_CHECKING:
     from .container import Container
@@ -91,31 +93,44 @@ def refresh_threshold(key: TokenKey, refresh_before_seconds: float) -> float:
     return refresh_before_seconds * (1 + JITTER_SHARE * fraction)
 
 
-def parse_prewarm_list(raw: object) -> tuple[list[TokenRequest], list[str]]:
+class Target(NamedTuple):
+    """A listed token: the request, and for an app with a token per caller, the caller it is for."""
+
+    request: TokenRequest
+    caller: str | None  # an IAM ARN (a role's stands for its sessions); None: the app's shared token
+
+
+def parse_prewarm_list(raw: object) -> tuple[list[Target], list[str]]:
     """The listed tokens (validated like API input, duplicates dropped) and a problem per bad entry."""
     if raw is None:
         return [], []
     if not isinstance(raw, list):
-        return [], ["prewarm must be a list of {\"app\": ..., \"scope\": ...} objects"]
-    requests: dict[tuple[str, str], TokenRequest] = {}
+        return [], ["prewarm must be a list of {\"app\": ..., \"scope\": ..., \"caller\": ...} objects"]
+    targets: dict[Target, None] = {}  # in order, without duplicates
     problems: list[str] = []
     for index, entry in enumerate(raw):
-        if not isinstance(entry, dict):
-            problems.append(f"entry {index}: not an object")
-            continue
-        app, scope = entry.get("app"), entry.get("scope")
-        scopes = [scope] if isinstance(scope, str) else scope
-        if not isinstance(app, str) or not isinstance(scopes, list) or \
-                not all(isinstance(value, str) for value in scopes):
-            problems.append(f"entry {index}: app and scope must be strings")
-            continue
-        try:
-            request = parse_token_request(app, scopes)
-        except InvalidRequest as error:
-            problems.append(f"entry {index}: {error.description}")
-            continue
-        requests.setdefault((request.app, request.scope), request)
-    return list(requests.values()), problems
+        parsed = _target(entry)
+        if isinstance(parsed, Target):
+            targets[parsed] = None
+        else:
+            problems.append(f"entry {index}: {parsed}")
+    return list(targets), problems
+
+
+def _target(entry: object) -> Target | str:
+    """One listed token, or what is wrong with it."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    app, scope, caller = entry.get("app"), entry.get("scope"), entry.get("caller")
+    scopes = [scope] if isinstance(scope, str) else scope
+    if not isinstance(app, str) or not isinstance(scopes, list) or not all(isinstance(value, str) for value in scopes):
+        return "app and scope must be strings"
+    if caller is not None and not (isinstance(caller, str) and ANY_ARN.fullmatch(caller)):
+        return "caller must be an IAM ARN (a role's, a user's or an assumed-role session's)"
+    try:
+        return Target(parse_token_request(app, scopes), caller)
+    except InvalidRequest as error:
+        return error.description
 
 
 @dataclass
@@ -168,8 +183,8 @@ class _Run:
             raise PrewarmAborted(f"the token table cannot be read ({error})") from None
         for entry in sorted(entries, key=lambda cached: cached.expires_at):
             self._refresh(entry)
-        for request in listed:
-            self._mint(request)
+        for target in listed:
+            self._mint(target)
         return self._finish()
 
     def _finish(self) -> dict[str, int]:
@@ -196,13 +211,13 @@ class _Run:
         if isinstance(config, VendingError):
             self._summary.count("failed", config.code)
             return
-        if entry.credential_id != config.credential_id:
-            self._summary.count("skipped", "rotated_credentials")  # never served again; TTL removes it
+        key = TokenKey(request.app, request.scope, config.credential_id, entry.holder)
+        skip = _not_served(config, entry)
+        if skip is None and config.refusal(entry.holder, request.scopes):
+            skip = "policy"  # no caller (of its holder) may have it any more
+        if skip:
+            self._summary.count("skipped", skip)  # let it expire: DynamoDB's TTL removes it
             return
-        if config.refusal(request.scopes):
-            self._summary.count("skipped", "policy")  # no caller may have it any more: let it expire
-            return
-        key = TokenKey(request.app, request.scope, config.credential_id)
         self._expiries[key] = entry.expires_at
         left = entry.expires_at - time.time()
         if entry.renewal_blocked and left > 0:
@@ -212,34 +227,42 @@ class _Run:
         if left > threshold:
             self._summary.count("skipped", "fresh")
             return
-        self._fetch(config, request, key, "refreshed", min_ttl=threshold)
+        self._fetch(config, TokenOrder(request, entry.holder), key, "refreshed", min_ttl=threshold)
 
-    def _mint(self, request: TokenRequest) -> None:
+    def _mint(self, target: Target) -> None:
+        request = target.request
         config = self._config(request.app)
         if isinstance(config, VendingError):
             logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
                                                             "problem": config.description})
             self._summary.count("skipped" if isinstance(config, UnknownApp) else "failed", config.code)
             return
-        key = TokenKey(request.app, request.scope, config.credential_id)
+        holder = _holder_of(config, target)
+        if holder is None:
+            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope, "problem":
+                                                            "the app gives each caller its own token: name the caller"})
+            self._summary.count("skipped", "no_caller")
+            return
+        key = TokenKey(request.app, request.scope, config.credential_id, holder)
         if key in self._expiries:
             return  # cached: the refresh pass has looked after it
-        refusal = config.refusal(request.scopes)
+        refusal = config.refusal(holder, request.scopes)
         if refusal:
             logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
-                                                            "problem": refusal.description})
+                                                            "holder": holder, "problem": refusal.description})
             self._summary.count("skipped", "scope_not_allowed" if isinstance(refusal, InvalidScope) else "policy")
             return
-        self._fetch(config, request, key, "minted", min_ttl=None)
+        self._fetch(config, TokenOrder(request, holder), key, "minted", min_ttl=None)
 
-    def _fetch(self, config: AppConfig, request: TokenRequest, key: TokenKey, outcome: str,
+    def _fetch(self, config: AppConfig, order: TokenOrder, key: TokenKey, outcome: str,
                min_ttl: float | None) -> None:
         """Get a token through the vend's path (lease included) and count what happened."""
+        request = order.request
         if self._out_of_time():
             self._summary.count("skipped", "out_of_time")  # still due: the next run takes it
             return
         try:
-            vended = self._container.source.token_for(config, request, min_ttl=min_ttl, use_memory=False)
+            vended = self._container.source.token_for(config, order, min_ttl=min_ttl, use_memory=False)
             if vended.source == "upstream" and not vended.stored:
                 # Fetched, but DynamoDB or KMS failed: a pre-warm that warmed only its memory has not done its job.
                 raise StoreUnavailable("the new token was not stored")
@@ -265,7 +288,7 @@ class _Run:
         else:
             self._summary.count(outcome)
             logger.info(f"pre-warm {outcome} a token", extra={
-                "app": request.app, "scope": request.scope, "fingerprint": token.fingerprint,
+                "app": request.app, "scope": request.scope, "holder": order.holder, "fingerprint": token.fingerprint,
                 "expires_at": token.expires_at_rfc3339})
 
     def _config(self, app: str) -> AppConfig | VendingError:
@@ -284,3 +307,21 @@ class _Run:
     def _out_of_time(self) -> bool:
         return self._time_left_ms is not None and self._time_left_ms() < TIME_RESERVE_SECONDS * 1000
 
+
+def _not_served(config: AppConfig, entry: StoredToken) -> str | None:
+    """Why a cached entry is not served any more under the app's configuration, or None."""
+    if entry.credential_id != config.credential_id:
+        return "rotated_credentials"
+    if config.tokens is TokenSharing.SHARED and entry.holder:
+        return "shared"  # the app now shares one token per scope set
+    if config.tokens is TokenSharing.PER_CALLER and not entry.holder:
+        return "no_caller"  # the app now gives each caller its own token
+    return None
+
+
+def _holder_of(config: AppConfig, target: Target) -> str | None:
+    """Whose token a listed one is: "" for an app that shares its tokens; None when the app gives each
+    caller its own and the entry names none."""
+    if config.tokens is TokenSharing.SHARED:
+        return ""
+    return target_holder(target.caller) if target.caller else None

@@ -63,6 +63,9 @@ class Settings:
     max_mints_per_app_per_hour: int = setting(
         100, "Upstream token requests per app per clock hour, across all containers (429 mint_limit_reached).",
         "MaxMintsPerAppPerHour")
+    max_mints_per_caller_per_hour: int = setting(
+        20, "Upstream token requests a caller's vends may cause per app per clock hour, counted per holder in "
+            "either token mode (429 mint_limit_reached for that caller only).", "MaxMintsPerCallerPerHour")
     secret_max_stale_seconds: int = setting(
         3600, "Stale-if-error for app secrets ends this long after the last good read.")
 

@@ -6,9 +6,9 @@ Every failure of DynamoDB or KMS surfaces as StoreUnavailable; `StoreHealth` is 
 request records it (once per service) and goes on without that service. Item layout (one
 table, key `pk`):
 
-- token#{app}#{credential_id}#{scope digest}: sealed_token (KMS ciphertext), fingerprint,
-  app, scope, credential_id, secret_version, token_type, expires_at, renewal_blocked,
-  stored_at (when it was minted), ttl. One parser reads them (`parse_token_item`). The
+- token#{app}#{credential_id}#{digest of holder and scope}: sealed_token (KMS ciphertext),
+  fingerprint, app, scope, credential_id, holder, secret_version, token_type, expires_at,
+  renewal_blocked, stored_at (when it was minted), ttl. One parser reads them (`parse_token_item`). The
   seal's encryption context binds every field that decides serving (`sealing_context`): an
   item whose metadata was edited does not unseal, and is treated as a miss (EntryRejected),
   never served.
@@ -33,10 +33,11 @@ from .observability import record_store_degraded, tracer
 from .tokens import CachedToken, TokenKey, fingerprint, servable
 from .upstream_guard import Cooldown, CooldownKind
 
+SHARED_HOLDER = "shared"  # what the seal says for a token without holder (no ARN reads so)
 TTL_GRACE_SECONDS = 86_400  # DynamoDB TTL is late anyway; every read checks expiry itself
 HOUR = 3600
 # Metadata a listing reads (never the sealed token): what the scheduled refresh and `make tokens` show.
-LISTED_FIELDS = ("kind", "app", "scope", "credential_id", "secret_version", "fingerprint", "token_type",
+LISTED_FIELDS = ("kind", "app", "scope", "credential_id", "holder", "secret_version", "fingerprint", "token_type",
                  "expires_at", "renewal_blocked", "stored_at")
 # Decrypt errors that are the item's fault (another context or blob than it was sealed with): a miss
 # to overwrite. Any other KMS error means KMS itself is unavailable.
@@ -55,6 +56,7 @@ class StoredToken:
     app: str
     scope: str
     credential_id: str
+    holder: str  # "" for a token the app's callers share
     secret_version: str
     fingerprint: str
     token_type: str
@@ -69,7 +71,7 @@ class StoredToken:
     @property
     def key(self) -> TokenKey:
         """The key the item says it belongs to (a moved item's claim is checked by its seal)."""
-        return TokenKey(self.app, self.scope, self.credential_id)
+        return TokenKey(self.app, self.scope, self.credential_id, self.holder)
 
 
 def parse_token_item(item: Mapping[str, Any]) -> StoredToken:
@@ -77,7 +79,7 @@ def parse_token_item(item: Mapping[str, Any]) -> StoredToken:
     try:
         return StoredToken(
             app=item["app"]["S"], scope=item["scope"]["S"], credential_id=item["credential_id"]["S"],
-            secret_version=item.get("secret_version", {}).get("S", ""),
+            holder=item.get("holder", {}).get("S", ""), secret_version=item.get("secret_version", {}).get("S", ""),
             fingerprint=item["fingerprint"]["S"],
             token_type=item.get("token_type", {}).get("S", "bearer"),
             expires_at=int(float(item["expires_at"]["N"])),
@@ -93,8 +95,8 @@ def sealing_context(key: TokenKey, token: CachedToken | StoredToken) -> dict[str
     """The KMS encryption context of a sealed token: everything that decides whether, how and to whom
     it is served. The key policy requires these keys and no others."""
     return {"app": key.app, "scope": key.scope, "credential_id": key.credential_id,
-            "expires_at": str(int(token.expires_at)), "renewal_blocked": "true" if token.renewal_blocked else "false",
-            "token_type": token.token_type}
+            "holder": key.holder or SHARED_HOLDER, "expires_at": str(int(token.expires_at)),
+            "renewal_blocked": "true" if token.renewal_blocked else "false", "token_type": token.token_type}
 
 
 @dataclass
@@ -197,6 +199,7 @@ class TokenStore(_Table):
                 "app": {"S": key.app},
                 "scope": {"S": key.scope},
                 "credential_id": {"S": key.credential_id},
+                "holder": {"S": key.holder},
                 "secret_version": {"S": secret_version},
                 "sealed_token": {"B": sealed},
                 "fingerprint": {"S": token.fingerprint},

@@ -23,16 +23,18 @@ def servable(expires_at: float, renewal_blocked: bool, now: float, min_ttl_secon
 
 
 class TokenKey(NamedTuple):
-    """One cached token per (app, normalized scope set, client credentials)."""
+    """One cached token per (app, normalized scope set, client credentials, holder)."""
 
     app: str
     scope: str  # normalized: sorted, unique, space-separated
     credential_id: str
+    holder: str = ""  # who holds it (policy.py): "" when the app shares one token per scope set
 
     @property
     def table_key(self) -> str:
-        scope_digest = hashlib.sha256(self.scope.encode()).hexdigest()[:32]  # scope strings can be long
-        return f"token#{self.app}#{self.credential_id}#{scope_digest}"
+        # Scope strings and holder ARNs can be long: the item key names them by a digest.
+        digest = hashlib.sha256(f"{self.holder}\n{self.scope}".encode()).hexdigest()[:32]
+        return f"token#{self.app}#{self.credential_id}#{digest}"
 
     @property
     def lease_key(self) -> str:

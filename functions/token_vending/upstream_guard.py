@@ -27,12 +27,13 @@ that would ask again answers the error its kind maps to instead. The rules, one 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .app_config import AppConfig
 from .errors import (
@@ -78,17 +79,17 @@ class Cooldown:
     kind: CooldownKind
     until: float  # epoch seconds
     streak: int = 0  # consecutive failures of a failing endpoint
-    description: str = ""  # REFUSED: the 502 answered again
+    detail: str = ""  # refused: the 502's description, answered again; mint_limit: whose budget (app | caller)
 
     def error(self, now: float) -> VendingError:
         """What a vend answers while it lasts."""
         retry_after = max(1, math.ceil(self.until - now))
         if self.kind is CooldownKind.REFUSED:
-            return UpstreamError(self.description)
+            return UpstreamError(self.detail)
         if self.kind is CooldownKind.UNKNOWN_APP:
             return UnknownApp()
         if self.kind is CooldownKind.MINT_LIMIT:
-            return MintLimitReached(retry_after=retry_after)
+            return MintLimitReached(self.detail or "app", retry_after=retry_after)
         return UpstreamUnavailable(UNAVAILABLE_DESCRIPTIONS[self.kind], retry_after=retry_after)
 
 
@@ -111,10 +112,14 @@ class UpstreamGuard:
         held = self._remembered.get(_app_scope(config))
         return held is not None and held.kind is CooldownKind.CREDENTIALS_REJECTED and held.until > self._clock()
 
-    def admit(self, config: AppConfig, key: TokenKey, health: StoreHealth) -> None:
-        """Raise unless the endpoint may be asked for this key now; spend the app's budget on it.
-        While the table answers, also consult what every container shares through it."""
-        for scope in (_key_scope(key), _app_scope(config), _budget_scope(config.app)):
+    def admit(self, config: AppConfig, key: TokenKey, caller: str | None, health: StoreHealth) -> None:
+        """Raise unless the endpoint may be asked for this key now; spend the calling holder's budget
+        (`caller`; None for the scheduled run, which has none) and the app's on it. While the table
+        answers, also consult what every container shares through it."""
+        budgets = [Budget.of_app(config.app, self._settings.max_mints_per_app_per_hour)]
+        if caller is not None:  # the caller's first: a caller past its own budget spends none of the app's
+            budgets.insert(0, Budget.of_caller(config.app, caller, self._settings.max_mints_per_caller_per_hour))
+        for scope in (_key_scope(key), _app_scope(config), *(budget.scope for budget in budgets)):
             self._check(scope)
         if not health.table_answers:
             return
@@ -122,7 +127,8 @@ class UpstreamGuard:
             shared = self._table.cooldown(config.app, config.version_id)
             if shared:
                 self._adopt(_app_scope(config), shared)
-            self._spend_budget(config.app, self._settings.max_mints_per_app_per_hour)
+            for budget in budgets:
+                self._spend(budget)
 
     def failed(self, config: AppConfig, key: TokenKey, error: VendingError, health: StoreHealth) -> None:
         """Remember what a failed fetch calls for (credentials rejections: see `rejected`)."""
@@ -135,7 +141,7 @@ class UpstreamGuard:
             self._remember_for_app(config, CooldownKind.FAILING, seconds, health, streak=streak)
         elif isinstance(error, UpstreamError) and not isinstance(error, CredentialsRejected):
             self._remember(_key_scope(key), CooldownKind.REFUSED, self._settings.refused_cooldown_seconds,
-                           description=error.description)
+                           detail=error.description)
 
     def rejected(self, config: AppConfig, health: StoreHealth) -> None:
         """The endpoint rejected the credentials, and a fresh read of the secret did not change them."""
@@ -149,12 +155,13 @@ class UpstreamGuard:
             with health.tolerate():
                 self._table.forget_cooldown(config.app, config.version_id)
 
-    def _spend_budget(self, budget: str, limit: int) -> None:
-        if self._table.count_mint(budget, limit) is not None:
+    def _spend(self, budget: Budget) -> None:
+        if self._table.count_mint(budget.counter, budget.limit) is not None:
             return
         record_mint_limit_reached()
-        logger.warning("mint limit reached for this hour", extra={"app": budget, "limit": limit})
-        held = self._remember(_budget_scope(budget), CooldownKind.MINT_LIMIT, HOUR - self._clock() % HOUR)
+        logger.warning("mint limit reached for this hour", extra={"app": budget.app, "budget": budget.kind,
+                                                                  "holder": budget.holder, "limit": budget.limit})
+        held = self._remember(budget.scope, CooldownKind.MINT_LIMIT, HOUR - self._clock() % HOUR, detail=budget.kind)
         raise held.error(self._clock())
 
     def _check(self, scope: str) -> None:
@@ -171,8 +178,10 @@ class UpstreamGuard:
         return previous.streak + 1 if previous is not None and continues else 1
 
     def _adopt(self, scope: str, shared: Cooldown) -> None:
-        """Take on a failure another container remembered, and answer it while it lasts."""
-        self._remembered[scope] = shared
+        """Take on a failure another container remembered, unless ours lasts longer, and answer it while it lasts."""
+        ours = self._remembered.get(scope)
+        if ours is None or shared.until > ours.until:
+            self._remembered[scope] = shared
         self._check(scope)
 
     def _remember_for_app(self, config: AppConfig, kind: CooldownKind, seconds: float, health: StoreHealth,
@@ -184,8 +193,8 @@ class UpstreamGuard:
                 self._table.remember_cooldown(config.app, config.version_id, held)
 
     def _remember(self, scope: str, kind: CooldownKind, seconds: float, *, streak: int = 0,
-                  description: str = "") -> Cooldown:
-        held = Cooldown(kind, self._clock() + min(max(0.0, seconds), MAX_COOLDOWN_SECONDS), streak, description)
+                  detail: str = "") -> Cooldown:
+        held = Cooldown(kind, self._clock() + min(max(0.0, seconds), MAX_COOLDOWN_SECONDS), streak, detail)
         self._remembered.pop(scope, None)  # re-inserted last: the oldest go first when the bound is reached
         self._remembered[scope] = held
         if len(self._remembered) > MAX_REMEMBERED:
@@ -212,5 +221,29 @@ def _unknown_scope(app: str) -> str:
     return f"unknown#{app}"
 
 
-def _budget_scope(budget: str) -> str:
-    return f"mints#{budget}"
+class Budget(NamedTuple):
+    """An hourly mint budget: the app's, or one calling holder's within the app."""
+
+    kind: str  # app | caller
+    app: str
+    holder: str  # the caller's; "" for the app's
+    limit: int
+
+    @classmethod
+    def of_app(cls, app: str, limit: int) -> Budget:
+        return cls("app", app, "", limit)
+
+    @classmethod
+    def of_caller(cls, app: str, holder: str, limit: int) -> Budget:
+        return cls("caller", app, holder, limit)
+
+    @property
+    def counter(self) -> str:
+        """What its count is kept under in the table (a holder ARN can be long: a digest names it)."""
+        if not self.holder:
+            return self.app
+        return f"{self.app}#caller#{hashlib.sha256(self.holder.encode()).hexdigest()[:32]}"
+
+    @property
+    def scope(self) -> str:
+        return f"mints#{self.counter}"

@@ -34,12 +34,26 @@ from .upstream_guard import UpstreamGuard
 FIRST_WAIT_SECONDS, LONGEST_WAIT_SECONDS = 0.05, 0.4  # between reads while another container fetches
 
 
+class TokenOrder(NamedTuple):
+    """A token wanted: for which request, whose token it is, and whose mint budget a fetch spends."""
+
+    request: TokenRequest
+    holder: str = ""  # whose token it is (policy.py); "" when the app shares its tokens
+    caller: str | None = None  # the calling holder, whose hourly mint budget a fetch spends; None: the schedule
+
+
 class Vended(NamedTuple):
     token: CachedToken
     source: str  # memory | table | upstream
     expires_in: int  # what the answer says: the endpoint's own figure for a token fetched now,
     #                  else the whole seconds it has left
+    holder: str  # whose token it is ("" when the app shares its tokens)
     stored: bool = False  # a token fetched now reached the table
+
+
+class Reported(NamedTuple):
+    dropped: bool  # the reported token was still the cached one, and is gone
+    holder: str  # whose token was reported
 
 
 class TokenVendor:
@@ -57,8 +71,9 @@ class TokenVendor:
         self._endpoint.check_url()  # a refused TOKEN_URL answers 500 before any call
         health = StoreHealth()
         config = self.authorized_config(request, caller)
+        assert caller is not None  # authorized: there is one
         try:
-            return self._source.token_for(config, request, health=health)
+            return self._token(config, request, caller, health)
         except CredentialsRejected:
             # The credentials may have just rotated: read the secret once more, past the memory cache.
             fresh = self._configs.get(request.app, force_fetch=True)
@@ -68,10 +83,18 @@ class TokenVendor:
             logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
             fresh.authorize(caller, request.scopes)
             try:
-                return self._source.token_for(fresh, request, health=health)
+                return self._token(fresh, request, caller, health)
             except CredentialsRejected:
                 self._guard.rejected(fresh, health)
                 raise
+
+    def _token(self, config: AppConfig, request: TokenRequest, caller: Caller, health: StoreHealth) -> Vended:
+        order = TokenOrder(request, config.holder_for(caller), caller.holder)
+        try:
+            return self._source.token_for(config, order, health=health)
+        except VendingError as error:
+            error.audited["holder"] = order.holder
+            raise
 
     def authorized_config(self, request: TokenRequest, caller: Caller | None) -> AppConfig:
         """The app's configuration, once the caller is allowed these scopes under it."""
@@ -88,10 +111,12 @@ class TokenVendor:
         config.authorize(caller, request.scopes)
         return config
 
-    def report(self, request: TokenRequest, caller: Caller | None, token_fingerprint: str) -> bool:
-        """Drop the cached token for the request if it is still the one reported; True if dropped."""
+    def report(self, request: TokenRequest, caller: Caller | None, token_fingerprint: str) -> Reported:
+        """Drop the reporting caller's cached token for the request, if it is still the one reported."""
         config = self.authorized_config(request, caller)
-        return self._source.drop(TokenKey(request.app, request.scope, config.credential_id), token_fingerprint)
+        assert caller is not None  # authorized: there is one
+        key = TokenKey(request.app, request.scope, config.credential_id, config.holder_for(caller))
+        return Reported(self._source.drop(key, token_fingerprint), key.holder)
 
 
 @dataclass
@@ -99,7 +124,7 @@ class Lookup:
     """One request's way to a token: what it asks for, and what it has learnt on the way."""
 
     config: AppConfig
-    request: TokenRequest
+    order: TokenOrder
     key: TokenKey
     min_ttl: float  # a cached token needs more than this left
     health: StoreHealth
@@ -140,11 +165,11 @@ class TokenSource:
         self._clock = clock
         self._sleep = sleep
 
-    def token_for(self, config: AppConfig, request: TokenRequest, *, min_ttl: float | None = None,
+    def token_for(self, config: AppConfig, order: TokenOrder, *, min_ttl: float | None = None,
                   use_memory: bool = True, health: StoreHealth | None = None) -> Vended:
-        """A token for an already authorized request. `min_ttl` raises the bar for cached tokens
+        """A token for an already authorized order. `min_ttl` raises the bar for cached tokens
         (the scheduled refresh uses it to renew tokens ahead of expiry)."""
-        key = TokenKey(request.app, request.scope, config.credential_id)
+        key = TokenKey(order.request.app, order.request.scope, config.credential_id, order.holder)
         min_ttl = self._settings.min_ttl_seconds if min_ttl is None else min_ttl
         health = health or StoreHealth()
         previous = None  # the token memory held, if any: to notice the same one coming back
@@ -152,10 +177,10 @@ class TokenSource:
             token, trusted = remembered
             now = self._clock()
             if token.servable(now, min_ttl) and (trusted or self._table_still_holds(key, token, health)):
-                return Vended(token, "memory", token.whole_seconds_left(now))
+                return Vended(token, "memory", token.whole_seconds_left(now), key.holder)
             previous = token.fingerprint
             self._memory.drop(key)
-        return self._from_table_or_upstream(Lookup(config, request, key, min_ttl, health, previous))
+        return self._from_table_or_upstream(Lookup(config, order, key, min_ttl, health, previous))
 
     def drop(self, key: TokenKey, token_fingerprint: str) -> bool:
         """Drop the key's token, from memory and the table, if it is still the one reported; True if dropped.
@@ -220,7 +245,7 @@ class TokenSource:
             lookup.reject(stored.fingerprint, problem)
             return None
         self._memory.put(lookup.key, token)
-        return Vended(token, "table", token.whole_seconds_left(now))
+        return Vended(token, "table", token.whole_seconds_left(now), lookup.key.holder)
 
     def _read_table(self, lookup: Lookup) -> StoredToken | None:
         try:
@@ -249,9 +274,9 @@ class TokenSource:
 
     def _fetch(self, lookup: Lookup) -> Vended:
         config, key = lookup.config, lookup.key
-        self._guard.admit(config, key, lookup.health)
+        self._guard.admit(config, key, lookup.order.caller, lookup.health)
         try:
-            issued = self._endpoint.fetch(config.client_id, config.client_secret, lookup.request.scopes)
+            issued = self._endpoint.fetch(config.client_id, config.client_secret, lookup.order.request.scopes)
         except VendingError as error:
             self._guard.failed(config, key, error, lookup.health)
             raise
@@ -263,7 +288,7 @@ class TokenSource:
                 self._store.put(key, token, config.version_id)
                 stored = True
         self._memory.put(key, token)
-        return Vended(token, "upstream", issued.expires_in, stored)
+        return Vended(token, "upstream", issued.expires_in, key.holder, stored)
 
 
 def _minted(lookup: Lookup, issued: IssuedToken, now: float) -> CachedToken:

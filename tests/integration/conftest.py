@@ -22,6 +22,7 @@ from devstack.stack import LocalStack
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 CALLER_ROLE = "arn:aws:iam::111122223333:role/billing-service"
 CALLER_SESSION = "arn:aws:sts::111122223333:assumed-role/billing-service/billing-session"
+CALLER_HOLDER = "arn:aws:sts::111122223333:assumed-role/billing-service"  # whose tokens its sessions are given
 SCOPES = "cx.agent-calls cx.queue-calls"
 
 

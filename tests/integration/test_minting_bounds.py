@@ -4,6 +4,7 @@ app has an hourly budget of upstream token requests shared by every container.""
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from token_vending.tokens import TokenKey
 
 from devstack.stack import TABLE_NAME, LocalStack
 
-from .conftest import SCOPES, Lambda
+from .conftest import CALLER_HOLDER, CALLER_ROLE, SCOPES, Lambda
 
 HOUR = 3600
 
@@ -21,7 +22,7 @@ HOUR = 3600
 def key_for(stack: LocalStack, scope: str = SCOPES, app: str = "demo") -> TokenKey:
     secret = stack.client("secretsmanager").get_secret_value(SecretId=f"sangoma/token-vending/{app}")
     config = parse_app_config(app, secret["SecretString"], secret["VersionId"], stack.token_endpoint.url)
-    return TokenKey(app, scope, config.credential_id)
+    return TokenKey(app, scope, config.credential_id, CALLER_HOLDER)
 
 
 def age_the_table_entry(stack: LocalStack, key: TokenKey, seconds: float) -> None:
@@ -40,8 +41,9 @@ def spend_the_budget(stack: LocalStack, app: str, limit: int) -> None:
 
 
 def mint_counts(stack: LocalStack, app: str = "demo") -> int:
-    items = stack.table_items()
-    return sum(int(item["count"]["N"]) for item in items if item["pk"]["S"].startswith(f"mints#{app}#"))
+    """The app's own count (not its callers') this hour."""
+    counted = re.compile(rf"mints#{re.escape(app)}#\d+")
+    return sum(int(item["count"]["N"]) for item in stack.table_items() if counted.fullmatch(item["pk"]["S"]))
 
 
 def emf_lines(logs: str) -> list[dict[str, Any]]:
@@ -159,7 +161,7 @@ def test_a_scheduled_run_past_the_budget_skips_with_the_reason(lam: Lambda, sett
     settings_env(MAX_MINTS_PER_APP_PER_HOUR=3)
     spend_the_budget(lam.stack, "demo", 3)
 
-    counts = lam.invoke({"prewarm": [{"app": "demo", "scope": SCOPES}]})
+    counts = lam.invoke({"prewarm": [{"app": "demo", "scope": SCOPES, "caller": CALLER_ROLE}]})
 
     assert counts == {"refreshed": 0, "minted": 0, "skipped": 1, "failed": 0}
     assert lam.stack.token_endpoint.request_count == 0

@@ -52,7 +52,7 @@ def test_the_event_files_match_what_eventbridge_sends() -> None:
     assert bare["detail-type"] == "Scheduled Event"
     listed = json.loads((EVENTS / "prewarm.json").read_text())
     assert set(listed) == {"prewarm"}
-    assert all(set(entry) == {"app", "scope"} for entry in listed["prewarm"])
+    assert all(set(entry) == {"app", "scope", "caller"} for entry in listed["prewarm"])
 
 
 def test_bare_run_refreshes_a_token_close_to_expiry_so_callers_never_wait(expiring: Lambda) -> None:
@@ -98,15 +98,15 @@ def test_a_token_the_endpoint_gives_back_unchanged_is_not_fetched_again_every_ru
 
 def test_listed_tokens_are_minted_and_bad_entries_reported_and_skipped(lam: Lambda, captured_logs: Any) -> None:
     listed = [
-        {"app": "demo", "scope": "cx.queue-calls cx.agent-calls"},
-        {"app": "demo", "scope": "cx.agent-calls"},
-        {"app": "demo", "scope": "cx.agent-calls"},  # a duplicate is one token
+        {"app": "demo", "scope": "cx.queue-calls cx.agent-calls", "caller": CALLER_ROLE},
+        {"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE},
+        {"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE},  # a duplicate is one token
         {"app": "../other-secret", "scope": SCOPES},  # bad app name
         {"app": "demo"},  # no scope
         {"app": "demo", "scope": "cx.agent-calls \"quoted\""},  # malformed scope token
         "demo",  # not an object
         {"app": "ghost", "scope": SCOPES},  # no such app
-        {"app": "demo", "scope": "cx.admin"},  # scope the app does not allow
+        {"app": "demo", "scope": "cx.admin", "caller": CALLER_ROLE},  # scope the app does not allow
     ]
 
     assert run(lam, listed) == summary(minted=2, skipped=6)
@@ -131,7 +131,8 @@ def test_a_failure_amid_successes_does_not_stop_the_run(expiring: Lambda) -> Non
     lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
     # billing's credentials are unknown to the endpoint: it answers invalid_client.
     lam.stack.add_app("billing", allowed_callers=[CALLER_ROLE], register_with_endpoint=False)
-    listed = [{"app": "billing", "scope": SCOPES}, {"app": "demo", "scope": "cx.agent-calls"}]
+    listed = [{"app": "billing", "scope": SCOPES, "caller": CALLER_ROLE},
+              {"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE}]
 
     assert run(lam, listed) == summary(refreshed=1, minted=1, failed=1)
     assert lam.stack.token_endpoint.request_count == 4
@@ -178,7 +179,8 @@ def test_a_prewarm_racing_a_vend_makes_one_upstream_request(lam: Lambda) -> None
     def scheduled() -> None:
         start.wait()
         # A container of its own: its own clients and memory, as a separate Lambda container has.
-        results["prewarm"] = prewarm.run({"prewarm": [{"app": "demo", "scope": SCOPES}]}, Container())
+        results["prewarm"] = prewarm.run({"prewarm": [{"app": "demo", "scope": SCOPES, "caller": CALLER_ROLE}]},
+                                         Container())
 
     def vend() -> None:
         start.wait()
@@ -232,7 +234,7 @@ def test_run_logs_its_summary_and_emits_metrics_without_any_token(expiring: Lamb
     lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
     captured_logs()  # only what the run writes from here on
 
-    assert run(lam, [{"app": "demo", "scope": "cx.agent-calls"}, {"app": "bad app"}]) == \
+    assert run(lam, [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE}, {"app": "bad app"}]) == \
         summary(refreshed=1, minted=1, skipped=1)
 
     lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
@@ -287,7 +289,7 @@ def test_an_app_that_allows_no_caller_any_more_is_not_refreshed(expiring: Lambda
                       client_secret=lam.stack.token_endpoint.clients["demo-client"])
 
     assert run(lam) == summary(skipped=1)
-    assert run(lam, [{"app": "demo", "scope": "cx.agent-calls"}]) == summary(skipped=2)
+    assert run(lam, [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE}]) == summary(skipped=2)
     assert lam.stack.token_endpoint.request_count == 1
     runs = [json.loads(line) for line in captured_logs().splitlines() if '"pre-warm run"' in line]
     assert [run["reasons"] for run in runs] == [{"skipped:policy": 1}, {"skipped:policy": 2}]

@@ -49,10 +49,11 @@ def test_credentials_are_reread_once_when_the_endpoint_says_invalid_client(lam: 
 
 def test_a_policy_only_change_applies_without_a_new_token(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
     settings_env(SECRET_CACHE_SECONDS=0)
-    first = lam.vend()
     secret = json.loads(lam.stack.client("secretsmanager").get_secret_value(
         SecretId="sangoma/token-vending/demo")["SecretString"])
-    lam.stack.put_secret("demo", json.dumps({**secret, "allowed_callers": [OTHER_ROLE]}))
+    lam.stack.put_secret("demo", json.dumps({**secret, "tokens": "shared"}))  # one token for every allowed caller
+    first = lam.vend()
+    lam.stack.put_secret("demo", json.dumps({**secret, "tokens": "shared", "allowed_callers": [OTHER_ROLE]}))
 
     denied = lam.vend(caller=CALLER_SESSION)
     allowed = lam.vend(caller=OTHER_SESSION)

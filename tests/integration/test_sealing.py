@@ -12,7 +12,7 @@ import pytest
 
 from devstack.stack import KEY_ALIAS, TABLE_NAME
 
-from .conftest import SCOPES, Lambda
+from .conftest import CALLER_HOLDER, SCOPES, Lambda
 
 
 def token_item(lam: Lambda, scope: str = SCOPES) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def test_what_is_sealed_names_every_field_that_decides_serving(lam: Lambda) -> N
     assert token
     item = token_item(lam)
     kms = lam.stack.client("kms")
-    context = {"app": "demo", "scope": SCOPES, "credential_id": item["credential_id"]["S"],
+    context = {"app": "demo", "scope": SCOPES, "credential_id": item["credential_id"]["S"], "holder": CALLER_HOLDER,
                "expires_at": item["expires_at"]["N"], "renewal_blocked": "false", "token_type": "bearer"}
 
     plaintext = kms.decrypt(CiphertextBlob=item["sealed_token"]["B"], EncryptionContext=context)["Plaintext"]

@@ -20,17 +20,21 @@ from token_vending.tokens import TokenKey
 
 from devstack.stack import TABLE_NAME, LocalStack
 
-from .conftest import Lambda, child_env
+from .conftest import CALLER_HOLDER, Lambda, child_env
+
+Started = list[tuple[subprocess.Popen[bytes], Path]]
 
 
-def start_cold_containers(stack: LocalStack, event: dict[str, Any], count: int, tmp_path: Path,
-                          start_in: float = 4.0, **env: str) -> list[tuple[subprocess.Popen[bytes], Path]]:
+def start_cold_containers(stack: LocalStack, event: dict[str, Any] | list[dict[str, Any]], count: int,
+                          tmp_path: Path, start_in: float = 4.0, **env: str) -> Started:
+    """`count` cold containers, each answering the event (or its own of a list) at the same moment."""
     start_at = time.time() + start_in  # after every process has imported the handler
+    events = event if isinstance(event, list) else [event] * count
     started = []
     for index in range(count):
         result = tmp_path / f"container-{index}.json"
         process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.cold_container", json.dumps(event), str(start_at), str(result)],
+            [sys.executable, "-m", "devstack.cold_container", json.dumps(events[index]), str(start_at), str(result)],
             env=child_env(stack, POWERTOOLS_LOG_LEVEL="WARNING", **env),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
@@ -38,7 +42,7 @@ def start_cold_containers(stack: LocalStack, event: dict[str, Any], count: int, 
     return started
 
 
-def results_of(started: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, Any]]:
+def results_of(started: Started) -> list[dict[str, Any]]:
     results = []
     for process, result in started:
         _, stderr = process.communicate(timeout=60)
@@ -84,7 +88,7 @@ def test_a_waiter_whose_wait_runs_out_answers_503_token_in_progress_without_call
     settings_env(LEASE_WAIT_SECONDS=0.5)
     secret = lam.stack.client("secretsmanager").get_secret_value(SecretId="sangoma/token-vending/demo")
     config = parse_app_config("demo", secret["SecretString"], secret["VersionId"], lam.stack.token_endpoint.url)
-    key = TokenKey("demo", "cx.agent-calls cx.queue-calls", config.credential_id)
+    key = TokenKey("demo", "cx.agent-calls cx.queue-calls", config.credential_id, CALLER_HOLDER)
     # Another container holds the lease for this key and is still fetching.
     lam.stack.client("dynamodb").put_item(TableName=TABLE_NAME, Item={
         "pk": {"S": key.lease_key}, "kind": {"S": "lease"}, "owner": {"S": "another-container"},

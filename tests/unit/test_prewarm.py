@@ -8,34 +8,42 @@ from token_vending.tokens import TokenKey
 WEEK = 7 * 86_400
 
 
+ROLE = "arn:aws:iam::111122223333:role/billing-service"
+
+
 def test_listed_entries_are_normalized_like_api_input_and_deduplicated() -> None:
-    requests, problems = parse_prewarm_list([
+    targets, problems = parse_prewarm_list([
         {"app": "billing", "scope": "cx.queue-calls cx.agent-calls cx.agent-calls"},
         {"app": "billing", "scope": ["cx.agent-calls", "cx.queue-calls"]},
+        {"app": "billing", "scope": "cx.agent-calls cx.queue-calls", "caller": ROLE},
         {"app": "support", "scope": "cx.agent-calls"},
     ])
 
     assert problems == []
-    assert [(request.app, request.scope) for request in requests] == [
-        ("billing", "cx.agent-calls cx.queue-calls"), ("support", "cx.agent-calls")]
+    assert [(target.request.app, target.request.scope, target.caller) for target in targets] == [
+        ("billing", "cx.agent-calls cx.queue-calls", None), ("billing", "cx.agent-calls cx.queue-calls", ROLE),
+        ("support", "cx.agent-calls", None)]
 
 
 def test_each_bad_entry_is_reported_with_its_position_and_the_rest_kept() -> None:
-    requests, problems = parse_prewarm_list([
+    targets, problems = parse_prewarm_list([
         {"app": "../secret", "scope": "cx.agent-calls"},
         {"app": "billing"},
         {"app": "billing", "scope": ""},
         {"app": "billing", "scope": "bad\\scope"},
         {"app": 7, "scope": "cx.agent-calls"},
         ["billing", "cx.agent-calls"],
+        {"app": "billing", "scope": "cx.agent-calls", "caller": "billing-service"},
+        {"app": "billing", "scope": "cx.agent-calls", "caller": 7},
         {"app": "billing", "scope": "cx.agent-calls"},
     ])
 
-    assert [request.app for request in requests] == ["billing"]
-    assert [problem.split(":")[0] for problem in problems] == [f"entry {index}" for index in range(6)]
+    assert [target.request.app for target in targets] == ["billing"]
+    assert [problem.split(":")[0] for problem in problems] == [f"entry {index}" for index in range(8)]
     assert "app name must match" in problems[0]
     assert "at least one scope" in problems[2]
     assert "malformed scope token" in problems[3]
+    assert "caller must be an IAM ARN" in problems[6] and "caller must be an IAM ARN" in problems[7]
 
 
 def test_no_list_is_nothing_to_mint_and_a_non_list_is_one_problem() -> None:

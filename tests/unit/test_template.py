@@ -149,7 +149,8 @@ def test_only_the_function_can_use_the_token_key_and_only_with_the_sealing_conte
     condition = use["Condition"]
     assert set(condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sealed_with
     assert set(condition["Null"]) == {"kms:EncryptionContext:app", "kms:EncryptionContext:scope",
-                                      "kms:EncryptionContext:credential_id", "kms:EncryptionContext:expires_at"}
+                                      "kms:EncryptionContext:credential_id", "kms:EncryptionContext:holder",
+                                      "kms:EncryptionContext:expires_at"}
     assert set(condition["Null"].values()) == {"false"}
 
 
@@ -171,8 +172,10 @@ def test_minting_bounds_and_tracing_are_parameters(template: dict[str, Any], fun
     variables = function["Environment"]["Variables"]
     assert variables["MIN_REPORT_AGE_SECONDS"] == {"Ref": "MinReportAgeSeconds"}
     assert variables["MAX_MINTS_PER_APP_PER_HOUR"] == {"Ref": "MaxMintsPerAppPerHour"}
+    assert variables["MAX_MINTS_PER_CALLER_PER_HOUR"] == {"Ref": "MaxMintsPerCallerPerHour"}
     assert template["Parameters"]["MinReportAgeSeconds"]["Default"] == 60
     assert template["Parameters"]["MaxMintsPerAppPerHour"]["Default"] == 100
+    assert template["Parameters"]["MaxMintsPerCallerPerHour"]["Default"] == 20
     # Detailed (Powertools) tracing is off unless asked for: it imports the X-Ray SDK at every cold start.
     assert variables["POWERTOOLS_TRACE_DISABLED"] == {"If": ["HasDetailedTracing", "false", "true"]}
     assert template["Parameters"]["DetailedTracing"]["Default"] == "false"

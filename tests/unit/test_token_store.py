@@ -17,7 +17,7 @@ from devstack.local_aws import TABLE_NAME
 
 from .conftest import START, Aws
 
-KEY = TokenKey("demo", "cx.agent-calls", "0123456789abcdef")
+KEY = TokenKey("demo", "cx.agent-calls", "0123456789abcdef", "arn:aws:sts::111122223333:assumed-role/billing")
 ACCESS_TOKEN = "sgm_stored-token"
 
 
@@ -95,8 +95,9 @@ def test_an_entry_moved_under_another_key_does_not_unseal(aws: Aws) -> None:
 
 def test_the_sealing_context_names_every_field_that_decides_serving() -> None:
     assert sealing_context(KEY, token(renewal_blocked=True)) == {
-        "app": "demo", "scope": KEY.scope, "credential_id": KEY.credential_id,
+        "app": "demo", "scope": KEY.scope, "credential_id": KEY.credential_id, "holder": KEY.holder,
         "expires_at": str(int(START) + 86_400), "renewal_blocked": "true", "token_type": "bearer"}
+    assert sealing_context(KEY._replace(holder=""), token())["holder"] == "shared"  # KMS takes no empty value
 
 
 def test_listing_reads_every_token_entry_without_its_sealed_token_and_skips_what_does_not_parse(aws: Aws) -> None:

@@ -69,7 +69,7 @@ class Situation:
     def held(self, guard: UpstreamGuard, config: AppConfig, key: TokenKey) -> VendingError | None:
         try:
             guard.check_app(config.app)
-            guard.admit(config, key, StoreHealth())
+            guard.admit(config, key, None, StoreHealth())
         except VendingError as error:
             return error
         return None
@@ -82,7 +82,7 @@ TRIGGERS: dict[CooldownKind, Callable[[Situation], None]] = {
     CooldownKind.CREDENTIALS_REJECTED: lambda s: s.guard.rejected(s.config, s.health),
     CooldownKind.REFUSED: lambda s: s.guard.failed(s.config, s.key, UpstreamError("refused (400)"), s.health),
     CooldownKind.UNKNOWN_APP: lambda s: s.guard.unknown_app("demo"),
-    CooldownKind.MINT_LIMIT: lambda s: s.guard.admit(s.config, s.other_key, s.health),  # spends a budget of 1
+    CooldownKind.MINT_LIMIT: lambda s: s.guard.admit(s.config, s.other_key, None, s.health),  # spends a budget of 1
 }
 ANSWERS = {
     CooldownKind.THROTTLED: (503, "upstream_unavailable"), CooldownKind.FAILING: (503, "upstream_unavailable"),
@@ -183,13 +183,13 @@ def test_the_budget_counts_every_admitted_fetch_and_starts_again_each_hour(aws: 
     situation = Situation(aws, clock)
     guard = situation.new_guard(aws, max_mints=3)
     for _ in range(3):
-        guard.admit(situation.config, situation.key, situation.health)
+        guard.admit(situation.config, situation.key, None, situation.health)
 
     with pytest.raises(MintLimitReached) as refused:
-        guard.admit(situation.config, situation.other_key, situation.health)
+        guard.admit(situation.config, situation.other_key, None, situation.health)
     assert refused.value.retry_after == 3600
     clock.advance(3600)
-    guard.admit(situation.config, situation.key, situation.health)
+    guard.admit(situation.config, situation.key, None, situation.health)
 
 
 def test_with_the_table_down_memory_still_holds_off_and_the_budget_is_not_counted(aws: Aws, clock: Clock) -> None:
@@ -199,8 +199,8 @@ def test_with_the_table_down_memory_still_holds_off_and_the_budget_is_not_counte
     with aws.stack.moto.outage("dynamodb"):
         situation.guard.failed(situation.config, situation.key, UpstreamThrottled(retry_after=9), health)
         with pytest.raises(UpstreamUnavailable):
-            situation.guard.admit(situation.config, situation.key, health)
-        situation.guard.admit(other_app, TokenKey("other", "a", other_app.credential_id), health)
+            situation.guard.admit(situation.config, situation.key, None, health)
+        situation.guard.admit(other_app, TokenKey("other", "a", other_app.credential_id), None, health)
 
     assert not health.table_answers
     assert aws.items("mints#") == [] and aws.items("cooldown#") == []

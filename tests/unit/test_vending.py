@@ -12,12 +12,12 @@ from token_vending.errors import SlowDown, TokenInProgress, UnknownApp
 from token_vending.memory_cache import MemoryCache
 from token_vending.observability import take_metrics
 from token_vending.policy import Caller
-from token_vending.request_input import TokenRequest, parse_token_request
+from token_vending.request_input import parse_token_request
 from token_vending.settings import Settings
 from token_vending.token_endpoint import TokenEndpoint
 from token_vending.tokens import CachedToken, TokenKey, fingerprint
 from token_vending.upstream_guard import UpstreamGuard
-from token_vending.vending import TokenSource, TokenVendor
+from token_vending.vending import TokenOrder, TokenSource, TokenVendor
 
 from devstack.local_aws import SECRET_PREFIX, TABLE_NAME
 
@@ -26,6 +26,7 @@ from .conftest import CALLER_ARN, START, Aws
 SETTINGS = Settings(min_report_age_seconds=60)
 CALLER = Caller.parse(CALLER_ARN)
 REQUEST = parse_token_request("demo", ["cx.agent-calls"])
+ORDER = TokenOrder(REQUEST, CALLER.holder, CALLER.holder)  # what a vend by CALLER orders of an app per caller
 
 
 def endpoint(aws: Aws) -> TokenEndpoint:
@@ -49,8 +50,8 @@ def vendor(aws: Aws) -> TokenVendor:
     return TokenVendor(configs, guard, endpoint(aws), source(aws, guard=guard))
 
 
-def key(config: AppConfig, request: TokenRequest = REQUEST) -> TokenKey:
-    return TokenKey(request.app, request.scope, config.credential_id)
+def key(config: AppConfig, order: TokenOrder = ORDER) -> TokenKey:
+    return TokenKey(order.request.app, order.request.scope, config.credential_id, order.holder)
 
 
 def metrics() -> dict[str, Any]:
@@ -68,7 +69,7 @@ def config(aws: Aws) -> AppConfig:
 
 def test_a_miss_reads_the_table_takes_the_lease_reads_again_then_fetches_stores_and_releases(
         aws: Aws, config: AppConfig) -> None:
-    vended = source(aws).token_for(config, REQUEST)
+    vended = source(aws).token_for(config, ORDER)
 
     assert (vended.source, vended.stored) == ("upstream", True)
     assert aws.stack.token_endpoint.request_count == 1
@@ -76,7 +77,8 @@ def test_a_miss_reads_the_table_takes_the_lease_reads_again_then_fetches_stores_
         "dynamodb.GetItem",  # the table: a miss
         "dynamodb.PutItem",  # the lease: ours
         "dynamodb.GetItem",  # the table again, under the lease: still a miss
-        "dynamodb.GetItem", "dynamodb.UpdateItem",  # the guard: a failure another container shared? the budget
+        "dynamodb.GetItem",  # the guard: a failure another container shared?
+        "dynamodb.UpdateItem", "dynamodb.UpdateItem",  # the budgets: the caller's, then the app's
         "kms.Encrypt", "dynamodb.PutItem",  # the token, sealed, stored
         "dynamodb.DeleteItem",  # the lease, released
     ]
@@ -84,13 +86,13 @@ def test_a_miss_reads_the_table_takes_the_lease_reads_again_then_fetches_stores_
 
 def test_memory_then_the_table_in_a_new_container(aws: Aws, config: AppConfig) -> None:
     first = source(aws)
-    minted = first.token_for(config, REQUEST)
+    minted = first.token_for(config, ORDER)
     aws.stack.moto.calls.clear()
 
-    again = first.token_for(config, REQUEST)
+    again = first.token_for(config, ORDER)
     assert (again.source, aws.stack.moto.calls) == ("memory", [])
 
-    from_table = source(aws).token_for(config, REQUEST)
+    from_table = source(aws).token_for(config, ORDER)
     assert (from_table.source, aws.stack.moto.calls) == ("table", ["dynamodb.GetItem", "kms.Decrypt"])
     assert from_table.token == minted.token
     assert from_table.expires_in == int(minted.token.expires_at - aws.clock())
@@ -99,11 +101,11 @@ def test_memory_then_the_table_in_a_new_container(aws: Aws, config: AppConfig) -
 def test_a_memory_hit_past_its_trust_is_checked_against_the_table_without_unsealing(
         aws: Aws, config: AppConfig) -> None:
     tokens = source(aws)
-    tokens.token_for(config, REQUEST)
+    tokens.token_for(config, ORDER)
     aws.clock.advance(SETTINGS.memory_trust_seconds)
     aws.stack.moto.calls.clear()
 
-    assert tokens.token_for(config, REQUEST).source == "memory"
+    assert tokens.token_for(config, ORDER).source == "memory"
     assert aws.stack.moto.calls == ["dynamodb.GetItem"]
 
 
@@ -118,7 +120,7 @@ def test_a_waiter_serves_the_token_the_lease_holder_stores(aws: Aws, config: App
         store.put(key(config), theirs, config.version_id)
         store.release_lease(key(config), "another-container")
 
-    vended = source(aws, sleep=holder_stores_its_token).token_for(config, REQUEST)
+    vended = source(aws, sleep=holder_stores_its_token).token_for(config, ORDER)
 
     assert (vended.source, vended.token) == ("table", theirs)
     assert aws.stack.token_endpoint.request_count == 0
@@ -135,7 +137,7 @@ def test_a_waiter_whose_holder_never_stores_answers_token_in_progress_without_as
         aws.clock.advance(seconds)
 
     with pytest.raises(TokenInProgress) as refused:
-        source(aws, sleep=sleep).token_for(config, REQUEST)
+        source(aws, sleep=sleep).token_for(config, ORDER)
 
     assert (refused.value.status, refused.value.retry_after) == (503, 1)
     assert aws.stack.token_endpoint.request_count == 0
@@ -147,7 +149,7 @@ def test_a_waiter_whose_holder_never_stores_answers_token_in_progress_without_as
 def test_a_dead_holders_lease_is_taken_over_once_it_runs_out(aws: Aws, config: AppConfig) -> None:
     assert aws.store().try_acquire_lease(key(config), "dead-container", SETTINGS.lease_seconds) is None
 
-    vended = source(aws).token_for(config, REQUEST)
+    vended = source(aws).token_for(config, ORDER)
 
     assert vended.source == "upstream"
     assert aws.clock() >= START + SETTINGS.lease_seconds  # it waited for the lease to run out
@@ -156,26 +158,25 @@ def test_a_dead_holders_lease_is_taken_over_once_it_runs_out(aws: Aws, config: A
 
 def test_with_kms_down_the_lease_and_the_budget_still_apply_and_only_storing_is_skipped(
         aws: Aws, config: AppConfig) -> None:
-    source(aws).token_for(config, REQUEST)  # a token in the table, which cannot be unsealed now
+    source(aws).token_for(config, ORDER)  # a token in the table, which cannot be unsealed now
     aws.clock.advance(SETTINGS.memory_trust_seconds)
     aws.stack.moto.calls.clear()
     take_metrics()
 
     with aws.stack.moto.outage("kms"):
-        vended = source(aws).token_for(config, REQUEST)
+        vended = source(aws).token_for(config, ORDER)
 
     assert (vended.source, vended.stored) == ("upstream", False)
     assert "dynamodb.PutItem" in aws.stack.moto.calls and "dynamodb.UpdateItem" in aws.stack.moto.calls
     assert "kms.Encrypt" not in aws.stack.moto.calls  # KMS failed once: not asked again in this request
     assert metrics()["Degraded_kms"] == 1
-    [counter] = aws.items("mints#")
-    assert counter["count"]["N"] == "2"
+    assert sorted(item["count"]["N"] for item in aws.items("mints#")) == ["2", "2"]  # the caller's and the app's
 
 
 def test_with_dynamodb_down_it_fetches_without_lease_or_budget_and_stores_nothing(
         aws: Aws, config: AppConfig) -> None:
     with aws.stack.moto.outage("dynamodb"):
-        vended = source(aws).token_for(config, REQUEST)
+        vended = source(aws).token_for(config, ORDER)
 
     assert (vended.source, vended.stored) == ("upstream", False)
     assert aws.items("") == []
@@ -183,12 +184,12 @@ def test_with_dynamodb_down_it_fetches_without_lease_or_budget_and_stores_nothin
 
 
 def test_an_entry_that_does_not_unseal_is_a_miss_that_the_fetch_overwrites(aws: Aws, config: AppConfig) -> None:
-    first = source(aws).token_for(config, REQUEST)
+    first = source(aws).token_for(config, ORDER)
     [item] = aws.items("token#")
     aws.stack.client("dynamodb").put_item(TableName=TABLE_NAME, Item={**item, "renewal_blocked": {"BOOL": True}})
     take_metrics()
 
-    vended = source(aws).token_for(config, REQUEST)
+    vended = source(aws).token_for(config, ORDER)
 
     assert vended.source == "upstream" and vended.token != first.token
     assert metrics()["UnsealableEntries"] == 1
@@ -201,10 +202,10 @@ def test_the_same_token_given_back_is_served_until_it_expires_without_asking_aga
     aws.stack.token_endpoint.expires_in = 600
     aws.stack.token_endpoint.same_token = True  # as Sangoma does until a token expires
     tokens = source(aws)
-    first = tokens.token_for(config, REQUEST)
+    first = tokens.token_for(config, ORDER)
 
-    again = tokens.token_for(config, REQUEST, min_ttl=3600, use_memory=False)
-    later = tokens.token_for(config, REQUEST, min_ttl=3600)
+    again = tokens.token_for(config, ORDER, min_ttl=3600, use_memory=False)
+    later = tokens.token_for(config, ORDER, min_ttl=3600)
 
     assert again.token.fingerprint == first.token.fingerprint and again.token.renewal_blocked
     assert later.source == "memory"
@@ -220,8 +221,8 @@ def test_a_report_drops_the_reported_token_once_it_is_old_enough(aws: Aws, confi
         vending.report(REQUEST, CALLER, reported)
     assert too_soon.value.retry_after == 60
     aws.clock.advance(60)
-    assert vending.report(REQUEST, CALLER, fingerprint("sgm_some-other-token")) is False
-    assert vending.report(REQUEST, CALLER, reported) is True
+    assert vending.report(REQUEST, CALLER, fingerprint("sgm_some-other-token")) == (False, CALLER.holder)
+    assert vending.report(REQUEST, CALLER, reported) == (True, CALLER.holder)
     assert aws.items("token#") == []
     assert vending.vend(REQUEST, CALLER).token != vended.token
 
