@@ -75,8 +75,9 @@ class _FetchRetry(Retry):
     def new(self, **options: Any) -> Self:
         return super().new(deadline=self.deadline, attempt_seconds=self.attempt_seconds, **options)
 
-    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
-                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
+    def increment(self, method: str | None = None, url: str | None = None,  # the signature of urllib3's Retry
+                  response: Any = None, error: Exception | None = None, _pool: Any = None,
+                  _stacktrace: Any = None) -> Self:
         asked = _retry_after(response.headers.get("Retry-After")) if response is not None else None
         if asked is not None and asked > self.retry_after_budget:
             raise MaxRetryError(_pool, url or "", error)
