@@ -37,6 +37,8 @@ def get_token(app: str) -> Response[str]:
     record_vend("ok", vended.source)
     audit.answered("ok", 200, app=request.app, scope=request.scope, holder=vended.holder, source=vended.source,
                    fingerprint=token.fingerprint, expires_at=token.expires_at_rfc3339)
+    if vended.default_lifetime:
+        audit.answered("ok", 200, lifetime="default")  # the endpoint did not say: DEFAULT_TOKEN_LIFETIME_SECONDS
     # {access_token, token_type, scope, expires_in, expires_at, fingerprint}; scope is the request's, normalized.
     return Response(status_code=200, content_type="application/json", body=token.answer(vended.expires_in),
                     headers=NO_STORE)

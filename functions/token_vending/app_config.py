@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import AccessDenied, ConfigurationError, Dependency, DependencyUnavailable, InvalidScope, UnknownApp
 from .observability import logger, record_degraded
 from .policy import Caller, CallerPolicy, authorize, authorize_holder
+from .settings import Settings
 
 NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
 REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
@@ -133,14 +134,13 @@ class _Cached:
 class AppConfigStore:
     """Reads `${prefix}{app}` with an in-memory, time-limited cache and bounded stale-if-error."""
 
-    def __init__(self, client_factory: Callable[[], Any], prefix: str, max_age_seconds: float, *,
-                 token_url: str = "", max_stale_seconds: float = 3600,
+    def __init__(self, client_factory: Callable[[], Any], settings: Settings,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._client_factory = client_factory
-        self._prefix = prefix
-        self._max_age = max_age_seconds
-        self._max_stale = max_stale_seconds
-        self._token_url = token_url
+        self._prefix = settings.secret_prefix
+        self._max_age = settings.secret_cache_seconds
+        self._max_stale = settings.secret_max_stale_seconds
+        self._token_url = settings.token_url  # part of each configuration's credential id
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
 

@@ -63,17 +63,11 @@ class Container:
 
     @cached_property
     def configs(self) -> AppConfigStore:
-        settings = self.settings
-        return AppConfigStore(lambda: self.secretsmanager, settings.secret_prefix, settings.secret_cache_seconds,
-                              token_url=settings.token_url, max_stale_seconds=settings.secret_max_stale_seconds)
+        return AppConfigStore(lambda: self.secretsmanager, self.settings)
 
     @cached_property
     def endpoint(self) -> TokenEndpoint:
-        settings = self.settings
-        return TokenEndpoint(settings.token_url, connect_timeout=settings.token_connect_timeout_seconds,
-                             read_timeout=settings.token_read_timeout_seconds, max_retries=settings.token_max_retries,
-                             deadline_seconds=settings.token_fetch_deadline_seconds,
-                             max_lifetime_seconds=settings.max_token_lifetime_seconds)
+        return TokenEndpoint(self.settings)
 
     @cached_property
     def guard(self) -> UpstreamGuard:

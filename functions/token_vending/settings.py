@@ -55,6 +55,9 @@ class Settings:
     unknown_app_cooldown_seconds: int = setting(
         30, "How long a container remembers that an app has no secret (a flood of requests costs one read).")
     max_token_lifetime_seconds: int = setting(2 * 365 * DAY, "An expires_in beyond this is capped.")
+    default_token_lifetime_seconds: int = setting(
+        3600, "How long a token lives when the endpoint's answer has no expires_in (RFC 6749 only recommends it).",
+        "DefaultTokenLifetimeSeconds")
     refresh_before_seconds: int = setting(
         7 * DAY, "The scheduled run refreshes a cached token with less than this left (per-key jitter above it).",
         "RefreshBeforeSeconds")

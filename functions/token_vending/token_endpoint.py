@@ -32,6 +32,7 @@ from urllib3.util.retry import Retry
 
 from .errors import ConfigurationError, CredentialsRejected, UpstreamError, UpstreamThrottled, UpstreamUnavailable
 from .observability import logger, record_upstream, tracer
+from .settings import Settings
 
 if TYPE_CHECKING:
     import requests
@@ -45,12 +46,17 @@ B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
 LOCAL_HOSTS = frozenset({"localhost", "host.docker.internal"})
 
 
+# RFC 6749 §5.2's error codes: the only text of a refusal that is passed on (in the 502's description).
+REGISTERED_ERRORS = frozenset({"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                               "unsupported_grant_type", "invalid_scope"})
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     access_token: str = field(repr=False)
     token_type: str
-    granted_scopes: tuple[str, ...]
     expires_in: int
+    default_lifetime: bool = False  # the answer had no expires_in: DEFAULT_TOKEN_LIFETIME_SECONDS was assumed
 
 
 class _FetchRetry(Retry):
@@ -69,8 +75,9 @@ class _FetchRetry(Retry):
     def new(self, **options: Any) -> Self:
         return super().new(deadline=self.deadline, attempt_seconds=self.attempt_seconds, **options)
 
-    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
-                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
+    def increment(self, method: str | None = None, url: str | None = None,  # the signature of urllib3's Retry
+                  response: Any = None, error: Exception | None = None, _pool: Any = None,
+                  _stacktrace: Any = None) -> Self:
         asked = _retry_after(response.headers.get("Retry-After")) if response is not None else None
         if asked is not None and asked > self.retry_after_budget:
             raise MaxRetryError(_pool, url or "", error)
@@ -88,15 +95,12 @@ class _FetchRetry(Retry):
 
 
 class TokenEndpoint:
-    def __init__(self, url: str, *, connect_timeout: float, read_timeout: float, max_retries: int,
-                 deadline_seconds: float, max_lifetime_seconds: int) -> None:
-        self._url = url
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._max_retries = max_retries
-        self._deadline_seconds = deadline_seconds
-        self._max_lifetime = max_lifetime_seconds
-        self._url_problem = url_problem(url)
+    """TOKEN_URL, asked as the settings say: timeouts, retries, one deadline, lifetimes it trusts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._url = settings.token_url
+        self._url_problem = url_problem(self._url)
         self._url_problem_logged = False
 
     @tracer.capture_method(capture_response=False)
@@ -105,20 +109,22 @@ class TokenEndpoint:
         import requests  # here, not at import: see the module docstring
 
         started = time.perf_counter()
-        deadline = time.monotonic() + self._deadline_seconds
+        deadline = time.monotonic() + self._settings.token_fetch_deadline_seconds
         try:
             with self._session(requests, deadline) as session:
                 response = session.post(
                     self._url,
                     data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
+                    # Basic credentials as Sangoma documents them (curl --basic --user id:secret): raw, not
+                    # form-encoded first as RFC 6749 §2.3.1 has it; `make apps validate` warns where it matters.
                     auth=(client_id, client_secret),
                     headers={"Accept": "application/json", "Accept-Encoding": "identity"},
-                    timeout=(self._connect_timeout, self._read_timeout),
+                    timeout=(self._settings.token_connect_timeout_seconds, self._settings.token_read_timeout_seconds),
                     allow_redirects=False,
                     stream=True,
                 )
                 with response:
-                    body = _read_body(response, deadline, self._read_timeout)
+                    body = _read_body(response, deadline, self._settings.token_read_timeout_seconds)
         except _BodyTooLarge:
             self._failed("too_large", started)
             raise UpstreamError("the token endpoint's answer is too large") from None
@@ -132,7 +138,7 @@ class TokenEndpoint:
         # A session per fetch: the Retry carries this fetch's deadline. Fetches are rare (a token lives
         # about a year), so the connection pool a shared session would keep buys nothing.
         retry = _FetchRetry(
-            total=self._max_retries,
+            total=self._settings.token_max_retries,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"POST"}),  # the grant is safe to repeat
             redirect=False,
@@ -142,7 +148,7 @@ class TokenEndpoint:
             respect_retry_after_header=True,
             raise_on_status=False,  # hand the last answer back so we can map it
             deadline=deadline,
-            attempt_seconds=self._connect_timeout + self._read_timeout,
+            attempt_seconds=self._settings.token_connect_timeout_seconds + self._settings.token_read_timeout_seconds,
         )
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(max_retries=retry)
@@ -180,7 +186,8 @@ class TokenEndpoint:
             self._failed(f"http_{status}", started, status=status, error=error_code)
             if status == 401 or error_code == "invalid_client":
                 raise CredentialsRejected()
-            raise UpstreamError(f"the token endpoint refused the request ({status})")
+            named = f" {error_code}" if error_code in REGISTERED_ERRORS else ""
+            raise UpstreamError(f"the token endpoint refused the request ({status}{named})")
         try:
             token = self._parse(body, scopes)
         except UpstreamError as error:
@@ -204,20 +211,27 @@ class TokenEndpoint:
         token_type = answer.get("token_type", "bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise UpstreamError("the token endpoint's token_type is not bearer")
-        expires_in = _seconds(answer.get("expires_in"))
-        if expires_in is None or expires_in < 1:
-            raise UpstreamError("the token endpoint answer has no usable expires_in")
-        if expires_in > self._max_lifetime:
-            logger.warning("expires_in beyond the trusted maximum, capped", extra={"cap": self._max_lifetime})
-            expires_in = self._max_lifetime
         granted_raw = answer.get("scope")
         # RFC 6749 §3.3: an absent scope means the requested scope was granted.
         granted = tuple(sorted(set(granted_raw.split()))) if isinstance(granted_raw, str) else requested
         if granted != requested:
             # Fewer scopes would fail the caller; more would hand out what nobody asked for.
             raise UpstreamError("the token endpoint granted a different scope than requested")
-        return IssuedToken(access_token=access_token, token_type=token_type, granted_scopes=granted,
-                           expires_in=expires_in)
+        if "expires_in" not in answer:  # RFC 6749 §5.1 only recommends it
+            return IssuedToken(access_token, token_type, self._settings.default_token_lifetime_seconds,
+                               default_lifetime=True)
+        return IssuedToken(access_token, token_type, self._lifetime(answer["expires_in"]))
+
+    def _lifetime(self, value: Any) -> int:
+        """expires_in as whole seconds, capped at MAX_TOKEN_LIFETIME_SECONDS; UpstreamError when unusable."""
+        expires_in = _seconds(value)
+        if expires_in is None or expires_in < 1:
+            raise UpstreamError("the token endpoint answer has no usable expires_in")
+        if expires_in > self._settings.max_token_lifetime_seconds:
+            logger.warning("expires_in beyond the trusted maximum, capped",
+                           extra={"cap": self._settings.max_token_lifetime_seconds})
+            return self._settings.max_token_lifetime_seconds
+        return expires_in
 
 
 def url_problem(url: str) -> str | None:

@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import Dependency, StoreUnavailable
 from .observability import record_store_degraded, tracer
 from .tokens import CachedToken, TokenKey, fingerprint, servable
-from .upstream_guard import Cooldown, CooldownKind
+from .upstream_guard import MAX_COOLDOWN_SECONDS, Cooldown, CooldownKind
 
 SHARED_HOLDER = "shared"  # what the seal says for a token without holder (no ARN reads so)
 TTL_GRACE_SECONDS = 86_400  # DynamoDB TTL is late anyway; every read checks expiry itself
@@ -39,9 +39,10 @@ HOUR = 3600
 # Metadata a listing reads (never the sealed token): what the scheduled refresh and `make tokens` show.
 LISTED_FIELDS = ("kind", "app", "scope", "credential_id", "holder", "secret_version", "fingerprint", "token_type",
                  "expires_at", "renewal_blocked", "stored_at")
-# Decrypt errors that are the item's fault (another context or blob than it was sealed with): a miss
-# to overwrite. Any other KMS error means KMS itself is unavailable.
-UNSEALABLE_CODES = frozenset({"InvalidCiphertextException"})
+# Decrypt errors that are the item's fault (another context, blob or key than ours sealed it with, or a
+# context our key policy refuses): a miss to overwrite. Any other KMS error (throttling, a disabled or
+# unreachable key) means KMS itself is unavailable: then only storing is skipped.
+UNSEALABLE_CODES = frozenset({"InvalidCiphertextException", "IncorrectKeyException", "AccessDeniedException"})
 
 
 class EntryRejected(Exception):
@@ -96,7 +97,8 @@ def sealing_context(key: TokenKey, token: CachedToken | StoredToken) -> dict[str
     it is served. The key policy requires these keys and no others."""
     return {"app": key.app, "scope": key.scope, "credential_id": key.credential_id,
             "holder": key.holder or SHARED_HOLDER, "expires_at": str(int(token.expires_at)),
-            "renewal_blocked": "true" if token.renewal_blocked else "false", "token_type": token.token_type}
+            "renewal_blocked": "true" if token.renewal_blocked else "false", "token_type": token.token_type,
+            "stored_at": _stored_at(token.minted_at)}  # when it was minted: what decides when it may be reported
 
 
 @dataclass
@@ -206,12 +208,14 @@ class TokenStore(_Table):
                 "token_type": {"S": token.token_type},
                 "expires_at": {"N": context["expires_at"]},
                 "renewal_blocked": {"BOOL": token.renewal_blocked},
-                "stored_at": {"N": _stored_at(token.minted_at or self._clock())},
+                "stored_at": {"N": context["stored_at"]},
                 "ttl": {"N": str(int(token.expires_at) + TTL_GRACE_SECONDS)},
             })
 
-    def delete_if_fingerprint(self, key: TokenKey, token_fingerprint: str, minted_before: float) -> bool:
-        """Drop the entry only if it still holds that token, minted before then; True when dropped."""
+    def delete_if_fingerprint(self, key: TokenKey, token_fingerprint: str, minted_before: float | None) -> bool:
+        """Drop the entry only if it still holds that token (minted before then, when given); True when dropped."""
+        if minted_before is None:
+            return self._delete_if(key.table_key, "fingerprint = :fp", {":fp": {"S": token_fingerprint}})
         return self._delete_if(key.table_key, "fingerprint = :fp AND stored_at <= :cutoff",
                                {":fp": {"S": token_fingerprint}, ":cutoff": {"N": _stored_at(minted_before)}})
 
@@ -274,13 +278,15 @@ class GuardTable(_Table):
                 "ttl": {"N": str(int(cooldown.until) + TTL_GRACE_SECONDS)}})
 
     def cooldown(self, app: str, secret_version: str) -> Cooldown | None:
-        """The app's remembered failure, if one is recorded (it may have run out: its streak still counts)."""
+        """The app's remembered failure, if one is recorded (it may have run out: its streak still counts).
+        Whoever wrote it, it holds off no longer than any remembered failure may."""
         item = self._get_item(_cooldown_key(app, secret_version))
         if not item:
             return None
         try:
             kind = CooldownKind(item.get("cooldown", {}).get("S", CooldownKind.THROTTLED.value))
-            return Cooldown(kind, float(item["until"]["N"]), streak=int(item.get("streak", {}).get("N", "0")))
+            until = min(float(item["until"]["N"]), self._clock() + MAX_COOLDOWN_SECONDS)
+            return Cooldown(kind, until, streak=int(item.get("streak", {}).get("N", "0")))
         except (KeyError, ValueError, TypeError):
             return None  # not one we wrote: nothing to hold off for
 

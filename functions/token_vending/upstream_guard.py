@@ -11,7 +11,7 @@ that would ask again answers the error its kind maps to instead. The rules, one 
 | credentials_rejected | invalid_client, secret re-read     | app secret | INVALID_CLIENT_COOLDOWN_SECONDS   | yes    |
 | refused              | another 4xx, an unusable answer    | token key  | REFUSED_COOLDOWN_SECONDS          | no     |
 | unknown_app          | no secret for the app              | app name   | UNKNOWN_APP_COOLDOWN_SECONDS      | no     |
-| mint_limit           | MAX_MINTS_PER_APP_PER_HOUR reached | app        | the rest of the clock hour        | no     |
+| mint_limit           | a mint budget spent (below)        | app        | the rest of the clock hour        | no     |
 
 - "failing" covers an unreachable endpoint too; its time doubles with each failure that comes
   within 60 s of the last hold-off's end (the streak), at most 60 s. A success ends the streak.
@@ -19,8 +19,11 @@ that would ask again answers the error its kind maps to instead. The rules, one 
 - "shared": every container holds off too, through the table (best-effort: when DynamoDB fails,
   this container's memory still holds off). No remembered failure lasts more than an hour,
   whoever wrote it.
-- The mint budget counts each fetch before it is made, atomically in the table; when DynamoDB
-  fails it is not counted (the vend goes on, degraded). Its limit is remembered per container.
+- The mint budgets count each fetch before it is made, atomically in the table: first the calling
+  holder's (MAX_MINTS_PER_CALLER_PER_HOUR, per app and holder, whatever the app's token mode; the
+  scheduled run has none), then the app's (MAX_MINTS_PER_APP_PER_HOUR). A caller past its own budget
+  is held off alone and spends none of the app's. When DynamoDB fails nothing is counted (the vend goes
+  on, degraded). A spent budget is remembered per container.
 - Each answers what it stands for: 503 upstream_unavailable with the Retry-After left (the
   first three), the same 502 (refused), 404 (unknown_app), 429 mint_limit_reached.
 """

@@ -49,6 +49,7 @@ class Vended(NamedTuple):
     #                  else the whole seconds it has left
     holder: str  # whose token it is ("" when the app shares its tokens)
     stored: bool = False  # a token fetched now reached the table
+    default_lifetime: bool = False  # fetched now, and the endpoint did not say how long it lives
 
 
 class Reported(NamedTuple):
@@ -185,19 +186,30 @@ class TokenSource:
     def drop(self, key: TokenKey, token_fingerprint: str) -> bool:
         """Drop the key's token, from memory and the table, if it is still the one reported; True if dropped.
         A token minted less than MIN_REPORT_AGE_SECONDS ago is not dropped (SlowDown): report and vend
-        in a loop must not mint without end."""
+        in a loop must not mint without end. Only a minting time the seal vouches for counts."""
         health = StoreHealth()
         with health.tolerate():
-            minted = [token.minted_at for token in (self._entry(key), self._memory.token(key))
+            stored = self._entry(key)
+            reported = stored is not None and stored.fingerprint == token_fingerprint
+            in_table = self._unsealed(key, stored) if stored is not None and reported else None
+            minted = [token.minted_at for token in (in_table, self._memory.token(key))
                       if token is not None and token.fingerprint == token_fingerprint]
             now = self._clock()
             reportable_from = max(minted, default=0.0) + self._settings.min_report_age_seconds
             if now < reportable_from:
                 raise SlowDown(retry_after=max(1, math.ceil(reportable_from - now)))
             dropped_from_memory = self._memory.drop(key, token_fingerprint)
-            minted_before = now - self._settings.min_report_age_seconds
+            # An entry naming the token that does not unseal holds nothing worth keeping, whatever its stored_at.
+            minted_before = None if reported and in_table is None else now - self._settings.min_report_age_seconds
             return self._store.delete_if_fingerprint(key, token_fingerprint, minted_before) or dropped_from_memory
         raise DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5)
+
+    def _unsealed(self, key: TokenKey, stored: StoredToken) -> CachedToken | None:
+        """The entry's token, or None when it does not unseal (edited, moved, or planted)."""
+        try:
+            return self._store.unseal(key, stored)
+        except EntryRejected:
+            return None
 
     def _entry(self, key: TokenKey) -> StoredToken | None:
         """The key's table entry; None when there is none or it is malformed (it holds no token)."""
@@ -288,7 +300,7 @@ class TokenSource:
                 self._store.put(key, token, config.version_id)
                 stored = True
         self._memory.put(key, token)
-        return Vended(token, "upstream", issued.expires_in, key.holder, stored)
+        return Vended(token, "upstream", issued.expires_in, key.holder, stored, issued.default_lifetime)
 
 
 def _minted(lookup: Lookup, issued: IssuedToken, now: float) -> CachedToken:

@@ -146,7 +146,7 @@ def test_broken_secret_is_500_and_a_log_line_naming_app_and_problem(lam: Lambda,
     (Reply(200, {"access_token": "sgm_leak_me", "expires_in": -5}), "negative expires_in"),
     (Reply(200, {"access_token": "sgm_leak_me", "expires_in": 0}), "zero expires_in"),
     (Reply(200, {"access_token": "sgm_leak_me", "expires_in": "soon"}), "non-numeric expires_in"),
-    (Reply(200, {"access_token": "sgm_leak_me"}), "missing expires_in"),
+    (Reply(200, {"access_token": "sgm_leak_me", "expires_in": None}), "null expires_in"),
     (Reply(200, {"access_token": "sgm_leak_me", "expires_in": 3600, "scope": "cx.agent-calls"}), "narrower scope"),
 ])
 def test_unusable_token_endpoint_answer_is_502(lam: Lambda, captured_logs, reply: Reply, why: str) -> None:  # type: ignore[no-untyped-def]
@@ -159,6 +159,31 @@ def test_unusable_token_endpoint_answer_is_502(lam: Lambda, captured_logs, reply
     logs = captured_logs()
     assert "sgm_leak_me" not in logs + json.dumps(answer.body)
     assert "not json</html>" not in logs + json.dumps(answer.body)
+
+
+def test_an_answer_without_expires_in_lives_the_default_lifetime_and_the_audit_says_so(  # type: ignore[no-untyped-def]
+        lam: Lambda, settings_env, captured_logs) -> None:
+    settings_env(DEFAULT_TOKEN_LIFETIME_SECONDS=600)
+    lam.stack.token_endpoint.queue(Reply(200, {"access_token": "sgm_no_lifetime_given", "token_type": "bearer"}))
+
+    fetched = lam.vend()
+    cached = lam.vend()
+
+    assert fetched.status == 200 and fetched.body and cached.body
+    assert fetched.body["expires_in"] == 600  # RFC 6749 §5.1 only recommends expires_in
+    assert 0 < cached.body["expires_in"] <= 600
+    records = [json.loads(line) for line in captured_logs().splitlines() if '"audit":"vend"' in line]
+    assert [record.get("lifetime") for record in records] == ["default", None]  # said by the vend that fetched
+
+
+@pytest.mark.parametrize("code", ["invalid_scope", "unauthorized_client", "invalid_grant"])
+def test_a_refusal_names_the_endpoints_registered_error_code_and_no_other_text(lam: Lambda, code: str) -> None:
+    lam.stack.token_endpoint.queue(Reply(400, {"error": code, "error_description": "sgm_leak_me in free text"}))
+
+    answer = lam.vend()
+
+    assert_error(answer, 502, "upstream_error")
+    assert answer.body and answer.body["error_description"] == f"the token endpoint refused the request (400 {code})"
 
 
 def test_unreachable_token_endpoint_is_503(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]

@@ -65,3 +65,25 @@ def test_the_functions_code_keeps_its_classes_and_functions_short_enough_to_read
                     too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
 
     assert too_long == []
+
+
+def test_no_function_of_the_function_takes_more_than_six_parameters_self_included() -> None:
+    """Ruff's PLR0913 does not count self; this does. A constructor that only wires collaborators says so on
+    its line (`# noqa: PLR0913 - wiring`), and so does an override of a library's method (`# the signature
+    of ...`)."""
+    import ast
+
+    too_many = []
+    for path in sorted((ROOT / "functions").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            arguments = node.args
+            count = len(arguments.posonlyargs) + len(arguments.args) + len(arguments.kwonlyargs) + \
+                bool(arguments.vararg) + bool(arguments.kwarg)
+            said_why = re.search(r"# (noqa: PLR0913 - wiring|the signature of \w+)", lines[node.lineno - 1])
+            if count > 6 and not said_why:
+                too_many.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {count}")
+
+    assert too_many == []

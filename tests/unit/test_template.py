@@ -150,7 +150,7 @@ def test_only_the_function_can_use_the_token_key_and_only_with_the_sealing_conte
     assert set(condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sealed_with
     assert set(condition["Null"]) == {"kms:EncryptionContext:app", "kms:EncryptionContext:scope",
                                       "kms:EncryptionContext:credential_id", "kms:EncryptionContext:holder",
-                                      "kms:EncryptionContext:expires_at"}
+                                      "kms:EncryptionContext:expires_at", "kms:EncryptionContext:stored_at"}
     assert set(condition["Null"].values()) == {"false"}
 
 
@@ -253,9 +253,17 @@ def _alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if resource["Type"] == "AWS::CloudWatch::Alarm"}
 
 
+def _watched(alarm: dict[str, Any]) -> set[tuple[str, str]]:
+    """(namespace, metric) of every metric an alarm reads, its own or in a metric-math expression."""
+    if "MetricName" in alarm:
+        return {(alarm["Namespace"], alarm["MetricName"])}
+    metrics = [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+    return {(metric["Namespace"], metric["MetricName"]) for metric in metrics}
+
+
 def test_alarms_cover_upstream_errors_5xx_prewarm_failures_function_errors_and_throttles(
         template: dict[str, Any], resources: dict[str, Any]) -> None:
-    watched = {(alarm["Namespace"], alarm["MetricName"]) for alarm in _alarms(resources).values()}
+    watched = {metric for alarm in _alarms(resources).values() for metric in _watched(alarm)}
     assert {(NAMESPACE, "UpstreamErrors"), ("AWS/ApiGateway", "5XXError"), (NAMESPACE, "PrewarmFailed"),
             ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), (NAMESPACE, "MintLimitReached")} <= watched
     topic = {"If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], NO_VALUE]}
@@ -265,7 +273,7 @@ def test_alarms_cover_upstream_errors_5xx_prewarm_failures_function_errors_and_t
     assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
     # The 5xx alarm watches this API by the name the template gives it.
     assert resources["VendingApi"]["Properties"]["Name"] == {"Ref": "AWS::StackName"}
-    [api_alarm] = [alarm for alarm in _alarms(resources).values() if alarm["MetricName"] == "5XXError"]
+    [api_alarm] = [alarm for alarm in _alarms(resources).values() if alarm.get("MetricName") == "5XXError"]
     assert {"Name": "ApiName", "Value": {"Ref": "AWS::StackName"}} in api_alarm["Dimensions"]
 
 
@@ -298,7 +306,7 @@ def _emittable_metric_names() -> set[str]:
         observability.record_vend("ok", tier)
     for kind in ("ok", "unreachable", "unusable", "http_400", "http_401", "http_429", "http_500", "http_503"):
         observability.record_upstream(kind, 12.0)
-    for dependency in ("dynamodb", "secretsmanager"):
+    for dependency in ("dynamodb", "kms", "secretsmanager"):
         observability.record_degraded(dependency)
     observability.record_single_flight_wait()
     observability.record_prewarm({}, 86_400.0, 1)
@@ -308,10 +316,20 @@ def _emittable_metric_names() -> set[str]:
     return set(counts) | set(others)
 
 
+def test_an_alarm_fires_when_the_shared_cache_is_degraded(resources: dict[str, Any]) -> None:
+    alarm = _alarms(resources)["SharedCacheDegradedAlarm"]
+
+    assert _watched(alarm) == {(NAMESPACE, "Degraded_kms"), (NAMESPACE, "Degraded_dynamodb")}
+    [expression] = [query for query in alarm["Metrics"] if query.get("ReturnData")]
+    assert expression["Expression"] == "FILL(dynamodb, 0) + FILL(kms, 0)"  # either one
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
 def test_dashboard_and_alarms_use_only_metrics_the_function_emits(resources: dict[str, Any]) -> None:
     emitted = _emittable_metric_names()
     ours = {name for namespace, name in _dashboard_metrics(resources) if namespace == NAMESPACE}
-    ours |= {alarm["MetricName"] for alarm in _alarms(resources).values() if alarm["Namespace"] == NAMESPACE}
+    ours |= {name for alarm in _alarms(resources).values() for namespace, name in _watched(alarm)
+             if namespace == NAMESPACE}
     assert ours - emitted == set()
     # What an operator looks at first.
     for wanted in ("SoonestTokenExpiry", "PrewarmFailed", "UpstreamLatency", "Vend_ok", "CacheTier_memory",

@@ -21,6 +21,7 @@ from token_vending.errors import (
     UpstreamUnavailable,
     VendingError,
 )
+from token_vending.settings import Settings
 from token_vending.token_endpoint import IssuedToken, TokenEndpoint, url_problem
 
 from devstack.stub_token_endpoint import Reply, StubTokenEndpoint
@@ -31,6 +32,12 @@ ACCESS_TOKEN = "sgm_tok3n-Vq9xY2-never-print-me"
 BODY_MARKER = "body-marker-8f3c2a"  # free text in an answer body that must never be echoed
 REQUESTED = ("cx.agent-calls", "cx.queue-calls")
 MAX_LIFETIME = 2 * 365 * 86_400
+
+
+def endpoint_at(url: str, deadline_seconds: float = 10) -> TokenEndpoint:
+    return TokenEndpoint(Settings(token_url=url, token_connect_timeout_seconds=2, token_read_timeout_seconds=3,
+                                  token_max_retries=0, token_fetch_deadline_seconds=deadline_seconds,
+                                  max_token_lifetime_seconds=MAX_LIFETIME))
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +51,7 @@ def stub() -> Iterator[StubTokenEndpoint]:
 def endpoint(stub: StubTokenEndpoint) -> TokenEndpoint:
     stub.reset()
     stub.clients[CLIENT_ID] = CLIENT_SECRET
-    return TokenEndpoint(stub.url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=10,
-                         max_lifetime_seconds=MAX_LIFETIME)
+    return endpoint_at(stub.url, deadline_seconds=10)
 
 
 def answer(**fields: Any) -> dict[str, Any]:
@@ -100,7 +106,7 @@ def test_request_is_a_client_credentials_grant_with_basic_auth(endpoint: TokenEn
     assert received.content_type == "application/x-www-form-urlencoded"
     assert received.authorization == "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
     assert received.form == {"grant_type": ["client_credentials"], "scope": ["cx.agent-calls cx.queue-calls"]}
-    assert issued.granted_scopes == REQUESTED
+    assert issued.token_type == "bearer"
     assert parse_qs("scope=" + "cx.agent-calls%20cx.queue-calls")["scope"] == [received.scope]
 
 
@@ -108,7 +114,6 @@ def test_good_answer(endpoint: TokenEndpoint, stub: StubTokenEndpoint) -> None:
     issued = fetch(endpoint, stub, Reply(200, answer()))
     assert issued.access_token == ACCESS_TOKEN
     assert issued.token_type == "bearer"
-    assert issued.granted_scopes == REQUESTED
     assert issued.expires_in == 24_304_413
     assert ACCESS_TOKEN not in repr(issued)
 
@@ -150,7 +155,6 @@ def test_usable_expires_in(endpoint: TokenEndpoint, stub: StubTokenEndpoint, exp
         pytest.param("Infinity", id="infinity-string"),
         pytest.param("inf", id="inf-string"),
         pytest.param(None, id="null"),
-        pytest.param(..., id="missing"),
         pytest.param(True, id="true"),
         pytest.param(False, id="false"),
         pytest.param([3600], id="list"),
@@ -160,6 +164,19 @@ def test_usable_expires_in(endpoint: TokenEndpoint, stub: StubTokenEndpoint, exp
 def test_unusable_expires_in_is_upstream_error(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
                                                expires_in: Any) -> None:
     assert_upstream_error(fetch_error(endpoint, stub, Reply(200, answer(expires_in=expires_in))))
+
+
+def test_an_answer_without_expires_in_lives_the_default_lifetime(stub: StubTokenEndpoint) -> None:
+    stub.reset()
+    stub.clients[CLIENT_ID] = CLIENT_SECRET
+    endpoint = TokenEndpoint(Settings(token_url=stub.url, default_token_lifetime_seconds=900))
+
+    issued = fetch(endpoint, stub, Reply(200, answer(expires_in=...)))  # RFC 6749 §5.1 only recommends it
+
+    assert (issued.expires_in, issued.default_lifetime) == (900, True)
+    stub.reset()
+    stub.clients[CLIENT_ID] = CLIENT_SECRET
+    assert fetch(endpoint, stub, Reply(200, answer())).default_lifetime is False
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
@@ -198,7 +215,7 @@ def test_huge_integer_expires_in_is_capped(endpoint: TokenEndpoint, stub: StubTo
 @pytest.mark.parametrize("scope", [..., None], ids=["absent", "null"])
 def test_absent_granted_scope_means_the_requested_scope(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
                                                         scope: Any) -> None:
-    assert fetch(endpoint, stub, Reply(200, answer(scope=scope))).granted_scopes == REQUESTED
+    assert fetch(endpoint, stub, Reply(200, answer(scope=scope))).access_token == ACCESS_TOKEN  # accepted
 
 
 @pytest.mark.parametrize(
@@ -212,7 +229,7 @@ def test_absent_granted_scope_means_the_requested_scope(endpoint: TokenEndpoint,
 )
 def test_same_scope_set_in_another_form_is_accepted(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
                                                      scope: str) -> None:
-    assert fetch(endpoint, stub, Reply(200, answer(scope=scope))).granted_scopes == REQUESTED
+    assert fetch(endpoint, stub, Reply(200, answer(scope=scope))).access_token == ACCESS_TOKEN  # accepted
 
 
 @pytest.mark.parametrize(
@@ -233,7 +250,7 @@ def test_a_different_granted_scope_is_upstream_error(endpoint: TokenEndpoint, st
 
 def test_single_scope_request(endpoint: TokenEndpoint, stub: StubTokenEndpoint) -> None:
     issued = fetch(endpoint, stub, Reply(200, answer(scope="cx.agent-calls")), scopes=("cx.agent-calls",))
-    assert issued.granted_scopes == ("cx.agent-calls",)
+    assert issued.access_token == ACCESS_TOKEN
 
 
 # --- token_type -------------------------------------------------------------------------------------------
@@ -318,6 +335,23 @@ def test_rejected_credentials(endpoint: TokenEndpoint, stub: StubTokenEndpoint, 
 )
 def test_other_refusals_are_upstream_error(endpoint: TokenEndpoint, stub: StubTokenEndpoint, reply: Reply) -> None:
     assert_upstream_error(fetch_error(endpoint, stub, reply))
+
+
+@pytest.mark.parametrize("code", ["invalid_request", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+                                  "invalid_scope"])
+def test_a_refusal_names_the_endpoints_registered_error_code(endpoint: TokenEndpoint, stub: StubTokenEndpoint,
+                                                              code: str) -> None:
+    error = fetch_error(endpoint, stub, Reply(400, {"error": code, "error_description": BODY_MARKER}))
+
+    assert error.description == f"the token endpoint refused the request (400 {code})"
+
+
+@pytest.mark.parametrize("code", ["access_denied", "server_error", "temporarily_unavailable", "custom_code",
+                                  f"invalid_{BODY_MARKER}", "x" * 30])
+def test_a_refusal_names_no_other_error_code(endpoint: TokenEndpoint, stub: StubTokenEndpoint, code: str) -> None:
+    error = fetch_error(endpoint, stub, Reply(403, {"error": code}))
+
+    assert error.description == "the token endpoint refused the request (403)"
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
@@ -440,8 +474,7 @@ def test_a_retry_after_counts_for_at_most_an_hour(endpoint: TokenEndpoint, stub:
 def test_a_body_trickled_slowly_is_cut_off_at_the_deadline(stub: StubTokenEndpoint) -> None:
     stub.reset()
     stub.clients[CLIENT_ID] = CLIENT_SECRET
-    endpoint = TokenEndpoint(stub.url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=0.5,
-                             max_lifetime_seconds=MAX_LIFETIME)
+    endpoint = endpoint_at(stub.url, deadline_seconds=0.5)
     # 0.2 s a byte: the whole answer would take over a minute; without the deadline it would come through.
     error = fetch_error(endpoint, stub, Reply(200, answer(), drip=0.2), UpstreamUnavailable)
     assert error.status == 503
@@ -453,8 +486,7 @@ def test_a_body_trickled_slowly_is_cut_off_at_the_deadline(stub: StubTokenEndpoi
 def test_a_token_url_that_is_not_https_is_refused_without_a_request(stub: StubTokenEndpoint, url: str,
                                                                     captured_logs: Callable[[], str]) -> None:
     stub.reset()
-    endpoint = TokenEndpoint(url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=10,
-                             max_lifetime_seconds=MAX_LIFETIME)
+    endpoint = endpoint_at(url, deadline_seconds=10)
     for _ in range(3):
         with pytest.raises(ConfigurationError) as caught:
             endpoint.fetch(CLIENT_ID, CLIENT_SECRET, REQUESTED)
@@ -476,8 +508,7 @@ def test_a_client_that_drops_an_over_long_answer_leaves_no_traceback(capfd: pyte
     stub = StubTokenEndpoint().start()
     try:
         stub.clients[CLIENT_ID] = CLIENT_SECRET
-        endpoint = TokenEndpoint(stub.url, connect_timeout=2, read_timeout=3, max_retries=0, deadline_seconds=10,
-                                 max_lifetime_seconds=MAX_LIFETIME)
+        endpoint = endpoint_at(stub.url, deadline_seconds=10)
         assert_upstream_error(fetch_error(endpoint, stub, Reply(200, answer(padding="x" * 64 * 1024))))
         assert stub.wait_for_finished_connections(1)  # whatever it prints, it has printed by then
     finally:

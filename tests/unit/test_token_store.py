@@ -96,7 +96,8 @@ def test_an_entry_moved_under_another_key_does_not_unseal(aws: Aws) -> None:
 def test_the_sealing_context_names_every_field_that_decides_serving() -> None:
     assert sealing_context(KEY, token(renewal_blocked=True)) == {
         "app": "demo", "scope": KEY.scope, "credential_id": KEY.credential_id, "holder": KEY.holder,
-        "expires_at": str(int(START) + 86_400), "renewal_blocked": "true", "token_type": "bearer"}
+        "expires_at": str(int(START) + 86_400), "renewal_blocked": "true", "token_type": "bearer",
+        "stored_at": f"{START:.3f}"}
     assert sealing_context(KEY._replace(holder=""), token())["holder"] == "shared"  # KMS takes no empty value
 
 

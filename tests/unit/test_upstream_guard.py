@@ -222,3 +222,21 @@ def test_unknown_apps_are_remembered_per_name(aws: Aws, clock: Clock) -> None:
     with pytest.raises(UnknownApp):
         guard.check_app("ghost")
     guard.check_app("demo")
+
+
+def test_a_caller_past_its_own_budget_is_held_off_alone_and_spends_none_of_the_apps(aws: Aws, clock: Clock) -> None:
+    situation = Situation(aws, clock)
+    guard = UpstreamGuard(replace(SETTINGS, max_mints_per_caller_per_hour=2, max_mints_per_app_per_hour=3),
+                          aws.guard_table(), clock=clock)
+    billing, support = "arn:aws:sts::1:assumed-role/billing", "arn:aws:sts::1:assumed-role/support"
+    for _ in range(2):
+        guard.admit(situation.config, situation.key, billing, situation.health)
+
+    with pytest.raises(MintLimitReached) as refused:
+        guard.admit(situation.config, situation.other_key, billing, situation.health)
+    guard.admit(situation.config, situation.other_key, support, situation.health)  # the app's third and last
+
+    assert refused.value.audited == {"budget": "caller"}
+    with pytest.raises(MintLimitReached) as app_spent:
+        guard.admit(situation.config, situation.key, support, situation.health)
+    assert app_spent.value.audited == {"budget": "app"}

@@ -4,6 +4,7 @@ the test moves (waiting costs no real time)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,8 +31,7 @@ ORDER = TokenOrder(REQUEST, CALLER.holder, CALLER.holder)  # what a vend by CALL
 
 
 def endpoint(aws: Aws) -> TokenEndpoint:
-    return TokenEndpoint(aws.stack.token_endpoint.url, connect_timeout=2, read_timeout=2.5, max_retries=0,
-                         deadline_seconds=10, max_lifetime_seconds=SETTINGS.max_token_lifetime_seconds)
+    return TokenEndpoint(replace(SETTINGS, token_url=aws.stack.token_endpoint.url, token_max_retries=0))
 
 
 def source(aws: Aws, sleep: Any = None, guard: UpstreamGuard | None = None) -> TokenSource:
@@ -44,8 +44,8 @@ def source(aws: Aws, sleep: Any = None, guard: UpstreamGuard | None = None) -> T
 
 def vendor(aws: Aws) -> TokenVendor:
     """A new container's TokenVendor, its TokenSource sharing its guard as the container wires them."""
-    configs = AppConfigStore(lambda: aws.stack.client("secretsmanager"), SECRET_PREFIX, 300,
-                             token_url=aws.stack.token_endpoint.url)
+    configs = AppConfigStore(lambda: aws.stack.client("secretsmanager"),
+                             replace(SETTINGS, secret_prefix=SECRET_PREFIX, token_url=aws.stack.token_endpoint.url))
     guard = UpstreamGuard(SETTINGS, aws.guard_table(), clock=aws.clock)
     return TokenVendor(configs, guard, endpoint(aws), source(aws, guard=guard))
 
