@@ -33,9 +33,10 @@ def vend_event(app: str, scope: str) -> dict[str, Any]:
     return event
 
 
-# The benchmark mints hundreds of tokens for one app within minutes; the hourly mint budget is not what
-# it measures (tests do), so it is lifted for the function the benchmark runs.
-BENCH_SETTINGS = {"MAX_MINTS_PER_APP_PER_HOUR": "1000000"}
+# The benchmark mints hundreds of tokens for one app, most for one caller, within minutes; the hourly mint
+# budgets, the app's and each caller's, are not what it measures (tests do), so they are lifted for the
+# function the benchmark runs.
+BENCH_SETTINGS = {"MAX_MINTS_PER_APP_PER_HOUR": "1000000", "MAX_MINTS_PER_CALLER_PER_HOUR": "1000000"}
 
 
 def bench_stack_env(stack_env: dict[str, str]) -> dict[str, str]:
