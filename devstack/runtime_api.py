@@ -6,7 +6,10 @@ failure is posted to `/runtime/init/error`. This serves one environment (one pro
 the events given to `invoke()` one at a time, with the headers Lambda sends (request id, deadline,
 function ARN, trace id), and times them as Lambda's REPORT line does.
 
-Written by hand because no library serves the Runtime API outside Docker; only the standard library is used.
+Written by hand (standard library only) for accurate Init timing. The AWS Runtime Interface Emulator
+that SAM CLI ships (in .venv-sam, `samcli/local/rapid/aws-lambda-rie-*`) does serve a request without
+Docker, but its REPORT timing is not usable for the benchmark, whose cold-start figures need Init
+Duration and Duration measured as Lambda measures them.
 """
 
 from __future__ import annotations
