@@ -93,7 +93,7 @@ MAX_VALUES = 100  # EMF takes at most 100 values of one metric in one line
 _lock = threading.Lock()  # Lambda runs one invocation at a time; tests and local tools use threads
 _counts: dict[str, float] = {}  # this invocation's Count metrics, summed
 _series: dict[str, tuple[str, list[float]]] = {}  # its other metrics: the unit and every value
-_EMF_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+_EMF_JSON = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False)  # flat records
 
 
 def add_metric(name: str, unit: str, value: float) -> None:

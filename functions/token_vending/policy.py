@@ -37,19 +37,16 @@ class Caller(NamedTuple):
     arn: str
     account: str | None  # of an ARN we understand; None matches no account entry
     role: Role | None  # the role of an assumed-role session
+    holder: str  # whose tokens it is given: its role's, for a session of one; else its own ARN
 
     @classmethod
     def parse(cls, arn: str) -> Caller:
         parsed = CALLER_ARN.fullmatch(arn)
         if parsed is None:
-            return cls(arn, None, None)
-        partition, service, account, role = parsed.groups()
-        return cls(arn, account, (partition, account, role) if service == "sts" and role else None)
-
-    @property
-    def holder(self) -> str:
-        """Whose tokens this caller is given: its role's, for a session of one; else its own."""
-        return role_holder(self.role) if self.role else self.arn
+            return cls(arn, None, None, arn)
+        partition, service, account, name = parsed.groups()
+        role = (partition, account, name) if service == "sts" and name else None
+        return cls(arn, account, role, role_holder(role) if role else arn)
 
 
 def role_holder(role: Role) -> str:

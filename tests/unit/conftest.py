@@ -10,12 +10,28 @@ from typing import Any
 import pytest
 from token_vending.app_config import AppConfig, parse_app_config
 from token_vending.token_store import GuardTable, TokenStore
+from token_vending.tokens import CachedToken, TokenKey
 
 from devstack.local_aws import KEY_ALIAS, TABLE_NAME
 from devstack.stack import LocalStack
 
 CALLER_ARN = "arn:aws:sts::111122223333:assumed-role/billing-service/billing-session"
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z: a whole hour, so budgets start fresh
+
+
+ACCESS_TOKEN = "sgm_7YbQx-this-is-the-token"
+NOW = 1_700_000_000.0
+
+
+def token(access_token: str = ACCESS_TOKEN, expires_at: float = NOW + 3600, renewal_blocked: bool = False,
+          scope: str = "cx.agent-calls") -> CachedToken:
+    """A cached token, as the tests of tokens and of the memory cache use it."""
+    return CachedToken(access_token=access_token, token_type="bearer", scope=scope, expires_at=expires_at,
+                       renewal_blocked=renewal_blocked)
+
+
+def key(app: str = "demo", scope: str = "cx.agent-calls", credential_id: str = "c" * 16) -> TokenKey:
+    return TokenKey(app, scope, credential_id)
 
 
 class Clock:

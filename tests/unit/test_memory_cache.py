@@ -3,34 +3,9 @@
 from __future__ import annotations
 
 from token_vending.memory_cache import MemoryCache
-from token_vending.tokens import CachedToken, TokenKey, fingerprint
+from token_vending.tokens import fingerprint
 
-ACCESS_TOKEN = "sgm_7YbQx-this-is-the-token"
-NOW = 1_700_000_000.0
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def token(access_token: str = ACCESS_TOKEN, expires_at: float = NOW + 3600, renewal_blocked: bool = False,
-          scope: str = "cx.agent-calls") -> CachedToken:
-    return CachedToken(access_token=access_token, token_type="bearer", scope=scope, expires_at=expires_at,
-                       renewal_blocked=renewal_blocked)
-
-
-def key(app: str = "demo", scope: str = "cx.agent-calls", credential_id: str = "c" * 16) -> TokenKey:
-    return TokenKey(app, scope, credential_id)
-
+from .conftest import ACCESS_TOKEN, Clock, key, token
 
 # --- memory cache -------------------------------------------------------------------------------------------
 

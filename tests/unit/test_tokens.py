@@ -9,21 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 from token_vending.request_input import parse_fingerprint
-from token_vending.tokens import CachedToken, TokenKey, fingerprint
+from token_vending.tokens import fingerprint
 
-ACCESS_TOKEN = "sgm_7YbQx-this-is-the-token"
-NOW = 1_700_000_000.0
-
-
-def token(access_token: str = ACCESS_TOKEN, expires_at: float = NOW + 3600, renewal_blocked: bool = False,
-          scope: str = "cx.agent-calls") -> CachedToken:
-    return CachedToken(access_token=access_token, token_type="bearer", scope=scope, expires_at=expires_at,
-                       renewal_blocked=renewal_blocked)
-
-
-def key(app: str = "demo", scope: str = "cx.agent-calls", credential_id: str = "c" * 16) -> TokenKey:
-    return TokenKey(app, scope, credential_id)
-
+from .conftest import ACCESS_TOKEN, NOW, key, token
 
 # --- fingerprint --------------------------------------------------------------------------------------------
 
