@@ -7,7 +7,7 @@ runtime's CPython 3.13 with its own packages (.venv-lambda), beside a baseline f
 imports the same dependencies from the same layer and answers a constant (bench/baseline.py).
 Cold starts and table hits run under the Runtime Interface Client against a local Runtime API
 (one process per execution environment); the warm figure runs in one process (bench/worker.py).
-Figures 4 and 6 run the source tree in the dev venv, 5 reads .aws-sam/build. Timing figures are
+Figures 4, 6 and 7 run the source tree in the dev venv, 5 reads .aws-sam/build. Timing figures are
 medians over several runs, and every ratio compares two things measured in the same run.
 """
 
@@ -33,7 +33,7 @@ from devstack.stack import DEFAULT_SCOPES, LocalStack
 
 from .artifact import Deployment
 from .importtime import by_package, import_times
-from .lambda_env import CALLER_ROLE, ROOT, bench_stack_env, function_env, vend_event
+from .lambda_env import ACCOUNT, CALLER_ROLE, CALLER_SESSION, ROOT, bench_stack_env, function_env, vend_event
 from .sizes import BUILD, built_artifacts
 
 APP = "bench"
@@ -45,6 +45,7 @@ TABLE_RUNS, TABLE_KEYS = 3, 30
 COLD_RUNS = 7
 STAMPEDE_SIZES, STAMPEDE_RUNS, STAMPEDE_DELAY = (8, 16, 32), 2, 0.5
 MEMORY_CHECKPOINTS = (1_000, 10_000)
+HOLDER_PROCESSES, HOLDER_RUNS = 8, 2
 
 # Targets.
 WARM_MAX_RATIO = 2.0
@@ -222,7 +223,7 @@ class Bench:
                 self.stack.add_app(app, allowed_callers=[CALLER_ROLE])
                 endpoint.delay = STAMPEDE_DELAY
                 try:
-                    results, went = self._stampede_once(app, size)
+                    results, went = self._stampede_once(app, [CALLER_SESSION] * size)
                 finally:
                     endpoint.delay = 0.0
                 upstream.append(sum(1 for seen in endpoint.received if seen.client_id == f"{app}-client"))
@@ -245,12 +246,14 @@ class Bench:
                             "1 upstream request for every N", _status(ok)))
         return rows
 
-    def _stampede_once(self, app: str, size: int) -> tuple[list[dict[str, Any]], float]:
+    def _stampede_once(self, app: str, callers: list[str]) -> tuple[list[dict[str, Any]], float]:
+        """A cold process per caller, released together against the stub: their answers, and when they went."""
+        size = len(callers)
         with tempfile.TemporaryDirectory(prefix="bench-stampede-") as scratch:
             folder = Path(scratch)
             children = []
-            for index in range(size):
-                args = {"app": app, "scope": SCOPE, "ready_file": str(folder / f"ready-{index}")}
+            for index, caller in enumerate(callers):
+                args = {"app": app, "scope": SCOPE, "caller": caller, "ready_file": str(folder / f"ready-{index}")}
                 errors = (folder / f"stderr-{index}").open("w")
                 children.append((subprocess.Popen(
                     [sys.executable, "-m", "bench.worker", "stampede", str(folder / f"result-{index}"),
@@ -275,6 +278,44 @@ class Bench:
             if failed:
                 raise RuntimeError("stampede worker failed:\n" + (folder / f"stderr-{failed[0]}").read_text()[-3000:])
             return [json.loads((folder / f"result-{index}").read_text()) for index in range(size)], went
+
+    # 7
+    def holders(self) -> list[Row]:
+        """Single flight is per holder: cold processes of as many roles as processes each fetch their own token;
+        as many sessions of one role fetch one."""
+        size = HOLDER_PROCESSES
+        cases = [(f"{size} holders", [f"arn:aws:sts::{ACCOUNT}:assumed-role/bench-role-{n}/task" for n in range(size)],
+                  size),
+                 ("1 holder", [f"arn:aws:sts::{ACCOUNT}:assumed-role/bench-role-0/task-{n}" for n in range(size)], 1)]
+        rows, calls_per_case = [], []
+        for label, callers, expected in cases:
+            upstream, tokens, served, waits, aws_calls = [], [], [], [], []
+            for run in range(HOLDER_RUNS):
+                app = f"holders-{expected}-{run}"
+                self.stack.add_app(app, allowed_callers=[ACCOUNT])  # the account: every role of it, each its own
+                calls_before = len(self.stack.moto.calls)
+                self.stack.token_endpoint.delay = STAMPEDE_DELAY
+                try:
+                    results, went = self._stampede_once(app, callers)
+                finally:
+                    self.stack.token_endpoint.delay = 0.0
+                upstream.append(sum(1 for seen in self.stack.token_endpoint.received
+                                    if seen.client_id == f"{app}-client"))
+                tokens.append(len({result["fingerprint"] for result in results if result["status"] == 200}))
+                served.append(sum(result["status"] == 200 for result in results))
+                waits.append(max(result["done_at"] for result in results) - went)
+                aws_calls.append(len(self.stack.moto.calls) - calls_before)
+            ok = all(count == expected for count in upstream + tokens) and all(count == size for count in served)
+            measured = (f"upstream requests {'/'.join(map(str, upstream))}, distinct tokens "
+                        f"{'/'.join(map(str, tokens))} (per run); {min(served)} of {size} served; slowest caller "
+                        f"waited {statistics.median(waits):.2f} s (stub answers in {STAMPEDE_DELAY} s)")
+            rows.append(Row(f"7. Holders: {size} cold processes, {label}, one scope set", measured,
+                            f"exactly {expected} upstream request{'s' * (expected != 1)}", _status(ok)))
+            calls_per_case.append(f"{statistics.median(aws_calls):.0f} with {label}")
+        self.notes.append(f"7. AWS calls to moto for the {size} vends: {' and '.join(calls_per_case)}. Each holder's "
+                          "token is a mint of its own (lease, mint counters, KMS Encrypt, table item), so tokens at "
+                          "Sangoma and table items grow as holders times scope sets.")
+        return rows
 
     # 6
     def memory(self) -> list[Row]:
@@ -356,7 +397,7 @@ def machine() -> str:
     except (ArtifactMissing, OSError, subprocess.SubprocessError):
         lambda_python = "none"
     return (f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.machine()}, "
-            f"Python {lambda_python} (the artifact: 1-3) and {platform.python_version()} (the dev venv: 4, 6)")
+            f"Python {lambda_python} (the artifact: 1-3) and {platform.python_version()} (the dev venv: 4, 6, 7)")
 
 
 def render(rows: list[Row]) -> str:
@@ -373,7 +414,7 @@ def render(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated figure numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated figure numbers")
     wanted = set(parser.parse_args(argv).only.split(","))
     started = time.monotonic()
     rows: list[Row] = []
@@ -389,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(stack, deployment, missing)
         steps: list[tuple[str, Callable[[], list[Row]]]] = [
             ("1", bench.warm), ("2", bench.table_hit), ("3", bench.cold), ("4", bench.stampede),
-            ("5", sizes), ("6", bench.memory)]
+            ("5", sizes), ("6", bench.memory), ("7", bench.holders)]
         for number, step in steps:
             if number in wanted:
                 print(f"bench: figure {number}...", file=sys.stderr, flush=True)

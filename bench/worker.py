@@ -139,10 +139,11 @@ def _current_rss_kb() -> int:
 
 
 def stampede(args: dict[str, Any]) -> dict[str, Any]:
-    """One cold container: import, say ready, wait for the parent's go, then miss the key with the others."""
+    """One cold container: import, say ready, wait for the parent's go, then miss the key with the others
+    (as `caller`: sessions of one role share its key, other roles have keys of their own)."""
     from token_vending.app import lambda_handler
 
-    event = vend_event(args["app"], args["scope"])
+    event = vend_event(args["app"], args["scope"], args["caller"])
     context = LocalLambdaContext()
     Path(args["ready_file"]).touch()
     sys.stdin.readline()

@@ -16,13 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from token_vending.app_config import parse_app_config
+from token_vending.app_config import TokenSharing, parse_app_config
 from token_vending.errors import ConfigurationError
 from token_vending.policy import ACCOUNT_ID, ASSUMED_ROLE, ROLE
 from token_vending.request_input import SCOPE_TOKEN
 
 MAX_SECRET_BYTES = 65_536  # Secrets Manager's limit for a SecretString
-KNOWN_FIELDS = ("client_id", "client_secret", "allowed_scopes", "allowed_callers")
+KNOWN_FIELDS = ("client_id", "client_secret", "allowed_scopes", "allowed_callers", "tokens")
+TOKEN_MODES = " or ".join(f'"{mode.value}"' for mode in TokenSharing)  # what the function accepts
 # The function sends the credentials in HTTP Basic auth raw, as Sangoma documents (`curl --basic --user id:secret`),
 # not form-encoded first as RFC 6749 §2.3.1 says. For these characters the two differ: a server that form-decodes
 # the halves (as RFC 6749 servers do) reads '+' as a space and '%xx' as a byte, and a non-ASCII character's bytes
@@ -74,6 +75,7 @@ def check_secret(text: str) -> list[Finding]:
     findings += _credential("client_secret", data.get("client_secret"), colon_allowed=True)
     findings += _scopes(data)
     findings += _callers(data)
+    findings += _tokens(data)
     if not any(finding.level == "error" for finding in findings):
         try:  # the function's own parser: anything it refuses must already be an error above
             parse_app_config("(checked)", text, "")
@@ -170,6 +172,17 @@ def _scopes(data: dict[str, Any]) -> list[Finding]:
         if isinstance(scope, str):
             seen.add(scope)
     return findings
+
+
+def _tokens(data: dict[str, Any]) -> list[Finding]:
+    """The optional token mode, by the function's own rule (TokenSharing): absent means per_caller."""
+    if "tokens" not in data:
+        return []
+    try:
+        TokenSharing(data["tokens"])
+    except ValueError:
+        return [Finding("error", "tokens", f"must be {TOKEN_MODES} (absent means {TokenSharing.PER_CALLER.value})")]
+    return []
 
 
 def _callers(data: dict[str, Any]) -> list[Finding]:

@@ -2,7 +2,7 @@
 
     python -m tools.apps validate FILE                  check a secret document (nothing is stored)
     python -m tools.apps put APP FILE [--kms-key KEY]   validate, then create the secret or store a new version
-    python -m tools.apps show APP                       the app's policy: scopes and callers (never the credentials)
+    python -m tools.apps show APP                       its policy and token mode (never the credentials)
     python -m tools.apps list                           the apps under the prefix
     python -m tools.apps check APP --caller ARN --scope S   may that caller have that scope? (nothing is minted)
     python -m tools.apps remove APP [--recovery-days N | --force-now]   schedule the secret's deletion
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
-from token_vending.app_config import AppConfig, parse_app_config
+from token_vending.app_config import AppConfig, TokenSharing, parse_app_config
 from token_vending.errors import AccessDenied, ConfigurationError, InvalidRequest, InvalidScope
 from token_vending.policy import ANY_ARN, ROLE, Caller, caller_matches
 from token_vending.request_input import normalize_scopes, parse_app
@@ -39,6 +39,11 @@ from .targets import ToolError, aws_errors
 MANAGED_BY = ("managed-by", "sangoma-token-vending")
 NOT_FOUND = "ResourceNotFoundException"
 MIN_RECOVERY_DAYS, MAX_RECOVERY_DAYS = 7, 30  # what Secrets Manager accepts
+# What each token mode (the secret's optional "tokens" field) means for callers.
+TOKEN_MODE_NOTES = {
+    TokenSharing.PER_CALLER: "each caller has tokens of its own, shared only by the sessions of one role",
+    TokenSharing.SHARED: "every allowed caller is given the same token per scope set",
+}
 CACHE_NOTE = (f"within SECRET_CACHE_SECONDS ({targets.DEFAULT_SECRET_CACHE_SECONDS} s by default) every container "
               "of the function")
 
@@ -187,6 +192,10 @@ def _describe_change(old: AppConfig | None, new: AppConfig, out: TextIO) -> None
     if old is None or (old.client_id, old.client_secret) != (new.client_id, new.client_secret):
         print(f"new credentials: {CACHE_NOTE} uses them, and tokens minted with the old ones are no longer served "
               "(they stay in the token table until they expire)", file=out)
+    elif old.tokens is not new.tokens:
+        print(f"same credentials, token mode {old.tokens.value} -> {new.tokens.value}: {CACHE_NOTE} applies it: "
+              f"{TOKEN_MODE_NOTES[new.tokens]}, minted on their next vends; the {old.tokens.value} tokens are no "
+              "longer served (they stay in the token table until they expire)", file=out)
     else:
         print(f"same credentials, policy change only: {CACHE_NOTE} applies it; cached tokens stay valid", file=out)
     if old is None:
@@ -242,6 +251,7 @@ def show(args: argparse.Namespace, out: TextIO) -> int:
         rows.append(("credential id", config.credential_id if token_url else
                      f"unknown (it depends on the stack's TokenUrl; stack {target.stack or targets.DEFAULT_STACK} "
                      "cannot be read)"))
+        rows.append(("tokens", _token_mode(config.tokens, explicit="tokens" in json.loads(text))))
     _print_rows(rows, out)
     if config is not None:
         print("allowed_scopes:", file=out)
@@ -258,6 +268,11 @@ def show(args: argparse.Namespace, out: TextIO) -> int:
         print("the function answers 500 internal_error for this app:", file=out)
     _print_findings("stored secret", findings, out)
     return 0
+
+
+def _token_mode(mode: TokenSharing, *, explicit: bool) -> str:
+    default = "" if explicit else " (the default: the secret has no \"tokens\" field)"
+    return f"{mode.value}{default}: {TOKEN_MODE_NOTES[mode]}"
 
 
 def list_apps(args: argparse.Namespace, out: TextIO) -> int:
@@ -353,6 +368,9 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
     kind = caller_kind(entry)
     print(f"allowed: {caller} may have {app}'s token for scope {scope!r} (allowed_callers[{matched}]: {entry}"
           f"{f', {kind.kind}' if kind else ''})", file=out)
+    holder = config.holder_for(Caller.parse(caller))
+    print(f"holder: {holder} (tokens per_caller: its own token)" if holder else
+          "holder: none (tokens shared: the app's one token per scope set)", file=out)
     print("(from the stored policy, which the function applies within SECRET_CACHE_SECONDS; nothing was minted)",
           file=out)
     return 0
@@ -446,7 +464,7 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_arguments(command)
     command.set_defaults(run=put)
 
-    command = commands.add_parser("show", help="APP's policy: scopes and callers, never the credentials")
+    command = commands.add_parser("show", help="APP's policy: scopes, callers, token mode; never the credentials")
     command.add_argument("app", metavar="APP")
     targets.add_arguments(command)
     command.set_defaults(run=show)

@@ -2,11 +2,16 @@
 
 The function writes one JSON line per answer of the vend (GET) and report (DELETE)
 routes: `audit` ("vend" | "report"), `caller` (IAM ARN, or null), `app`, `scope`,
-`outcome` ("ok" or the error code), `status`, `fingerprint` (when a token was
-involved), `source` (memory | table | upstream, for ok vends) and `correlation_id`
-(API Gateway's request id); and one warning line with `upstream_failure` (the kind)
-and `app` for every failed request to the token endpoint. Logs Insights finds JSON
-fields by name.
+`outcome` ("ok" or the error code), `status`, `holder` (whose token: the caller's
+role for a session, else its ARN; empty when the app shares its tokens; on answers
+after authorization), `budget` (on mint_limit_reached: "app" or "caller"),
+`fingerprint` (when a token was involved), `source` (memory | table | upstream, for
+ok vends) and `correlation_id` (API Gateway's request id); and one warning line with
+`upstream_failure` (the kind) and `app` for every failed request to the token
+endpoint. Logs Insights finds JSON fields by name.
+
+A token belongs to a holder, so what was vended is counted per holder; who asked (a refusal,
+one request's history) is named by its caller.
 
 QUERIES are saved in the stack as query definitions (template.yaml); `make tokens
 --callers` builds callers_query() for the tokens it lists and runs it (run_query).
@@ -25,11 +30,12 @@ FINGERPRINT_PLACEHOLDER = "FINGERPRINT"  # in the saved query: replace with the 
 NO_IDENTITY = "(no IAM identity)"
 
 QUERIES: dict[str, str] = {
-    # Who received tokens of which app: successful vends per caller and app.
-    "VendsByCallerAndApp": "\n".join([
+    # Who holds tokens of which app: successful vends per holder and app, and how many callers (a role's
+    # sessions) and tokens they took. An empty holder: an app's shared tokens.
+    "VendsByHolderAndApp": "\n".join([
         'filter audit = "vend" and outcome = "ok"',
-        "| stats count(*) as vends, count_distinct(fingerprint) as tokens, min(@timestamp) as first_seen, "
-        "max(@timestamp) as last_seen by caller, app",
+        "| stats count(*) as vends, count_distinct(caller) as callers, count_distinct(fingerprint) as tokens, "
+        "min(@timestamp) as first_seen, max(@timestamp) as last_seen by holder, app",
         "| sort vends desc",
     ]),
     # Every answer that was not a token (or a 204 report), per caller, app and error code.
@@ -40,10 +46,10 @@ QUERIES: dict[str, str] = {
         "by who, app, outcome, status",
         "| sort refusals desc",
     ]),
-    # Everything logged about one token: minted (pre-warm), vended to whom, reported rejected.
+    # Everything logged about one token: minted (pre-warm, for which holder), vended to whom, reported rejected.
     "FingerprintHistory": "\n".join([
         f'filter fingerprint = "{FINGERPRINT_PLACEHOLDER}"',
-        "| fields @timestamp, message, audit, outcome, status, caller, app, scope, source, correlation_id",
+        "| fields @timestamp, message, audit, outcome, status, caller, holder, app, scope, source, correlation_id",
         "| sort @timestamp asc",
     ]),
     # Failed requests to Sangoma's token endpoint, per app and kind (unreachable, timeout, http_503, ...).

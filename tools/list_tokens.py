@@ -8,8 +8,9 @@
                                 [--callers [--since 7d] [--log-group NAME]]
 
 It reads the same metadata the scheduled pre-warm reads (TokenStore.entries, one parser):
-app, scope, when it was minted, expiry, fingerprint (the vend answer's `fingerprint`),
-and which credentials minted it (credential id and the secret version). It needs
+app, holder (whose token it is: the calling role or user; "(shared)" for a token every
+allowed caller of the app shares), scope, when it was minted, expiry, fingerprint (the vend
+answer's `fingerprint`), and which credentials minted it (credential id and the secret version). It needs
 only `dynamodb:Scan` on the table; the sealed tokens are not read, so no KMS access.
 --callers (AWS only) also runs a CloudWatch Logs Insights query over the function's
 log group (`logs:StartQuery`, `logs:GetQueryResults`) for the listed fingerprints.
@@ -33,8 +34,9 @@ from devstack.local_aws import TABLE_NAME as LOCAL_TABLE
 from . import audit_queries, targets
 from .targets import ToolError
 
-COLUMNS = ("expires_at", "left", "minted", "app", "scope", "fingerprint", "credential_id", "secret_version",
-           "renewal")
+COLUMNS = ("expires_at", "left", "minted", "app", "holder", "scope", "fingerprint", "credential_id",
+           "secret_version", "renewal")
+SHARED = "(shared)"  # the holder of a token every allowed caller of the app is given (no ARN reads so)
 LOG_GROUP_RESOURCE = "TokenVendingLogGroup"  # template.yaml's logical id of the function's log group
 TABLE_OUTPUT = "TokenTableName"
 
@@ -48,6 +50,7 @@ def rows(entries: Iterable[StoredToken], now: float) -> list[dict[str, str]]:
             "left": _duration(entry.expires_at - now),
             "minted": _time(entry.minted_at),
             "app": entry.app,
+            "holder": entry.holder or SHARED,
             "scope": entry.scope,
             "fingerprint": entry.fingerprint,
             "credential_id": entry.credential_id,

@@ -97,6 +97,38 @@ def test_show_prints_the_policy_and_never_the_credentials(run_apps: Apps) -> Non
     assert CLIENT_SECRET not in out and "billing-client" not in out
 
 
+def test_show_prints_the_token_mode_and_that_per_caller_is_the_default(run_apps: Apps) -> None:
+    run_apps("put", "billing", run_apps.file(secret_document()))
+    run_apps("put", "support", run_apps.file(secret_document(tokens="shared")))
+    run_apps("put", "ledger", run_apps.file(secret_document(tokens="per_caller")))
+
+    shown = {app: run_apps("show", app)[1].splitlines() for app in ("billing", "support", "ledger")}
+
+    assert ('tokens:        per_caller (the default: the secret has no "tokens" field): each caller has tokens of '
+            "its own, shared only by the sessions of one role") in shown["billing"]
+    assert "tokens:        shared: every allowed caller is given the same token per scope set" in shown["support"]
+    assert ("tokens:        per_caller: each caller has tokens of its own, shared only by the sessions of one role"
+            in shown["ledger"])
+
+
+def test_an_unknown_token_mode_is_refused_by_put_and_named_by_show_as_the_function_refuses_it(
+        run_apps: Apps, lam: Lambda) -> None:
+    mode = "per-caller-" + CLIENT_SECRET  # a distinctive value: it must never be printed
+    code, refused, _ = run_apps("put", "billing", run_apps.file(secret_document(tokens=mode)))
+    run_apps.stack.put_secret("billing", json.dumps(secret_document(tokens=mode)))  # stored around the tool
+    run_apps.stack.token_endpoint.clients["billing-client"] = CLIENT_SECRET
+
+    shown = run_apps("show", "billing")[1]
+    answer = lam.vend(app="billing")
+
+    assert code == 1
+    assert 'error: tokens: must be "per_caller" or "shared" (absent means per_caller)' in refused
+    assert "the function answers 500 internal_error for this app:\n" in shown
+    assert 'stored secret: error: tokens: must be "per_caller" or "shared"' in shown
+    assert (answer.status, answer.error) == (500, "internal_error")
+    assert mode not in refused + shown and CLIENT_SECRET not in refused + shown
+
+
 def test_show_of_a_broken_secret_says_what_the_function_answers_without_values(run_apps: Apps) -> None:
     run_apps.stack.put_secret("billing", json.dumps({"client_id": "billing-client", "client_secret": CLIENT_SECRET,
                                                      "allowed_callers": CALLER_ROLE}))
@@ -161,6 +193,21 @@ def test_put_of_a_new_version_says_whether_credentials_or_only_the_policy_change
     assert run_apps.secret()["VersionIdsToStages"] == versions
 
 
+def test_put_that_switches_the_token_mode_says_what_callers_get_from_their_next_vends(run_apps: Apps) -> None:
+    run_apps("put", "billing", run_apps.file(secret_document()))
+
+    _, to_shared, _ = run_apps("put", "billing", run_apps.file(secret_document(tokens="shared")))
+    _, back, _ = run_apps("put", "billing", run_apps.file(secret_document(tokens="per_caller")))
+
+    assert to_shared.splitlines()[1] == (
+        "same credentials, token mode per_caller -> shared: within SECRET_CACHE_SECONDS (300 s by default) every "
+        "container of the function applies it: every allowed caller is given the same token per scope set, minted "
+        "on their next vends; the per_caller tokens are no longer served (they stay in the token table until they "
+        "expire)")
+    assert back.splitlines()[1].startswith("same credentials, token mode shared -> per_caller: ")
+    assert "each caller has tokens of its own" in back and "the shared tokens are no longer served" in back
+
+
 def test_put_with_a_customer_managed_key_encrypts_the_secret_with_it(run_apps: Apps) -> None:
     key_id = run_apps.stack.client("kms").create_key(Description="app secrets")["KeyMetadata"]["KeyId"]
 
@@ -204,10 +251,21 @@ def test_check_says_what_the_function_answers(run_apps: Apps, lam: Lambda, calle
     if verdict == "allowed":
         assert (code, answer.status) == (0, 200)
         assert out.startswith(f"allowed: {caller} may have billing's token for scope ")
+        holder = caller.rsplit("/", 1)[0] if ":assumed-role/" in caller else caller  # a role's sessions share one
+        assert f"holder: {holder} (tokens per_caller: its own token)\n" in out
         assert "nothing was minted" in out
     else:
         assert (code, answer.status, answer.error) == (1, 403, verdict)
         assert out.startswith(f"denied: the function answers 403 {verdict}: ")
+
+
+def test_check_says_a_caller_of_an_app_that_shares_its_tokens_holds_none_of_its_own(run_apps: Apps) -> None:
+    run_apps("put", "billing", run_apps.file(secret_document(tokens="shared")))
+
+    code, out, _ = run_apps("check", "billing", "--caller", CALLER_SESSION, "--scope", "cx.agent-calls")
+
+    assert code == 0
+    assert out.splitlines()[1] == "holder: none (tokens shared: the app's one token per scope set)"
 
 
 def test_check_mints_nothing(run_apps: Apps) -> None:

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .conftest import CALLER_ROLE, Lambda, child_env
+from .conftest import CALLER_HOLDER, CALLER_ROLE, Lambda, child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,7 @@ def test_lists_cached_tokens_soonest_expiry_first_without_the_tokens(lam: Lambda
         ("demo", "cx.agent-calls", sooner["fingerprint"]),
         ("demo", "cx.agent-calls cx.queue-calls", later["fingerprint"]),
     ]
+    assert [row["holder"] for row in rows] == [CALLER_HOLDER, CALLER_HOLDER]  # the calling role's own tokens
     assert rows[0]["expires_at"] == sooner["expires_at"]
     assert rows[0]["left"] in {"0h59m", "1h00m"}
     assert rows[0]["credential_id"] == rows[1]["credential_id"] and rows[0]["secret_version"]
@@ -49,13 +50,37 @@ def test_prints_a_table_by_default_and_fails_clearly_without_a_table_name(lam: L
     table = list_tokens(lam)
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()
-    assert header.split() == ["EXPIRES_AT", "LEFT", "MINTED", "APP", "SCOPE", "FINGERPRINT", "CREDENTIAL_ID",
-                              "SECRET_VERSION", "RENEWAL"]
+    assert header.split() == ["EXPIRES_AT", "LEFT", "MINTED", "APP", "HOLDER", "SCOPE", "FINGERPRINT",
+                              "CREDENTIAL_ID", "SECRET_VERSION", "RENEWAL"]
+    assert row.split()[3:5] == ["demo", CALLER_HOLDER]
     assert token["fingerprint"] in row and token["access_token"] not in table.stdout
 
     missing = list_tokens(lam, "--table", "no-such-table")
     assert missing.returncode == 1
     assert "cannot read table no-such-table: ResourceNotFoundException" in missing.stderr
+
+
+def test_each_holder_has_its_own_row_and_a_token_the_app_shares_says_so(lam: Lambda) -> None:
+    support_role = "arn:aws:iam::111122223333:role/support-service"
+    lam.stack.add_app("demo", allowed_callers=[CALLER_ROLE, support_role])
+    lam.stack.add_app("shared-app", allowed_callers=[CALLER_ROLE, support_role])
+    secret = json.loads(lam.stack.client("secretsmanager").get_secret_value(
+        SecretId="sangoma/token-vending/shared-app")["SecretString"])
+    lam.stack.put_secret("shared-app", json.dumps({**secret, "tokens": "shared"}))
+    billing = lam.vend(caller="arn:aws:sts::111122223333:assumed-role/billing-service/task-1").body
+    support = lam.vend(caller="arn:aws:sts::111122223333:assumed-role/support-service/task-2").body
+    lam.vend(app="shared-app", caller="arn:aws:sts::111122223333:assumed-role/support-service/task-2")
+    assert billing and support
+
+    rows = [json.loads(line) for line in list_tokens(lam, "--json").stdout.splitlines()]
+    table = list_tokens(lam, "--app", "shared-app").stdout.splitlines()
+
+    assert sorted((row["app"], row["holder"], row["fingerprint"]) for row in rows) == sorted([
+        ("demo", CALLER_HOLDER, billing["fingerprint"]),
+        ("demo", "arn:aws:sts::111122223333:assumed-role/support-service", support["fingerprint"]),
+        ("shared-app", "(shared)", next(row["fingerprint"] for row in rows if row["app"] == "shared-app")),
+    ])
+    assert table[1].split()[3:5] == ["shared-app", "(shared)"]
 
 
 def test_minted_is_when_the_token_was_fetched_from_the_token_endpoint(lam: Lambda) -> None:

@@ -71,8 +71,10 @@ def test_onboarding_smoke_testing_and_listing_with_the_readmes_commands(account:
     assert "OK: a bearer token for billing, scope 'cx.agent-calls cx.queue-calls'" in outputs[smoke]
     fingerprint = outputs[smoke].split("fingerprint ")[1].split(",")[0]
     header, row = outputs[tokens].splitlines()
-    assert header.split()[:4] == ["EXPIRES_AT", "LEFT", "MINTED", "APP"]
-    assert row.split()[3] == "billing" and fingerprint in row
+    assert header.split()[:5] == ["EXPIRES_AT", "LEFT", "MINTED", "APP", "HOLDER"]
+    # The smoke test vended as the demo key's IAM user: the token is that user's own (the app's default mode).
+    assert row.split()[3:5] == ["billing", "arn:aws:iam::111122223333:user/local-demo-caller"]
+    assert fingerprint in row
     # show names the credentials by the id the function stored the token under (make tokens' CREDENTIAL_ID)
     assert f"credential id: {row.split()[-2]}\n" in outputs[show]  # CREDENTIAL_ID, then SECRET_VERSION
     assert outputs[remove].startswith(f"scheduled the deletion of {PROD_PREFIX}billing for ")

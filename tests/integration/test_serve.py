@@ -312,7 +312,9 @@ def test_every_command_make_serve_prints_works_as_printed(served: Served) -> Non
     listed = run(tokens)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith("EXPIRES_AT"), listed.stdout
-    assert sorted(line.split()[3] for line in listed.stdout.splitlines()[1:]) == ["billing", "demo"]
+    assert sorted(line.split()[3:5] for line in listed.stdout.splitlines()[1:]) == [
+        ["billing", "arn:aws:iam::111122223333:user/local-demo-caller"],
+        ["demo", "arn:aws:iam::111122223333:user/local-demo-caller"]]
 
 
 def test_a_second_app_onboarded_locally_vends_with_the_readmes_commands(served: Served) -> None:
@@ -334,8 +336,10 @@ def test_a_second_app_onboarded_locally_vends_with_the_readmes_commands(served: 
     answer = json.loads(results[client])
     assert answer["scope"] == "cx.agent-calls"
     rows = [line.split() for line in results[tokens].splitlines()[1:]]
-    assert [(row[3], row[4], row[5]) for row in rows] == [("billing", "cx.agent-calls", answer["fingerprint"])]
-    assert f"credential id: {rows[0][6]}\n" in results[show]  # the id the function stored the token under
+    # The demo key's IAM user holds the token: the app gives each caller its own (no "tokens" field).
+    assert [row[3:7] for row in rows] == [["billing", "arn:aws:iam::111122223333:user/local-demo-caller",
+                                           "cx.agent-calls", answer["fingerprint"]]]
+    assert f"credential id: {rows[0][7]}\n" in results[show]  # the id the function stored the token under
     assert results[remove].startswith("scheduled the deletion of sangoma/token-vending/billing for ")
     assert DEMO_KEYS.split()[0] in smoke
 

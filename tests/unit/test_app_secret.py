@@ -77,6 +77,14 @@ MALFORMED = [
                  id="caller-11-digit-account"),
     pytest.param(document(allowed_callers=[ROLE + " "]), "error: allowed_callers[0]: begins or ends with whitespace",
                  id="caller-trailing-space"),
+    pytest.param(document(tokens="per-caller"), 'error: tokens: must be "per_caller" or "shared" (absent means '
+                 'per_caller)', id="tokens-misspelt"),
+    pytest.param(document(tokens="SHARED"), 'error: tokens: must be "per_caller" or "shared"', id="tokens-upper"),
+    pytest.param(document(tokens=["shared"]), 'error: tokens: must be "per_caller" or "shared"', id="tokens-list"),
+    pytest.param(json.dumps(document()).replace("{", '{"tokens": null, ', 1), 'error: tokens: must be "per_caller" '
+                 'or "shared"', id="tokens-null"),
+    pytest.param(document(tokens=CLIENT_SECRET), 'error: tokens: must be "per_caller" or "shared"',
+                 id="tokens-holds-the-secret"),  # pasted into the wrong field: never echoed
     pytest.param('{"client_id": "a", "client_secret": "' + "x" * 70_000 + '"}',
                  "error: secret: larger than the 65,536 bytes Secrets Manager stores", id="too-large"),
 ]
@@ -126,6 +134,26 @@ def test_a_questionable_secret_is_accepted_with_a_warning(data: Any, expected: s
 
     assert [finding for finding in findings if finding.startswith("error")] == []
     assert any(finding.startswith(expected) for finding in findings), findings
+
+
+@pytest.mark.parametrize("mode", ["per_caller", "shared"])
+def test_both_token_modes_are_valid_and_the_function_reads_them(mode: str) -> None:
+    from token_vending.app_config import parse_app_config
+
+    assert findings_of(document(tokens=mode)) == []
+    assert parse_app_config("billing", json.dumps(document(tokens=mode)), "v1").tokens == mode
+
+
+def test_the_function_refuses_every_token_mode_the_tool_refuses() -> None:
+    from token_vending.app_config import parse_app_config
+    from token_vending.errors import ConfigurationError
+
+    for param in MALFORMED:
+        if param.id.startswith("tokens-"):
+            data = param.values[0]
+            with pytest.raises(ConfigurationError) as refused:
+                parse_app_config("billing", data if isinstance(data, str) else json.dumps(data), "v1")
+            assert refused.value.detail.startswith("tokens ")  # the field, never the value
 
 
 def test_user_arns_role_paths_and_other_partitions_are_valid_callers() -> None:

@@ -20,17 +20,20 @@ USER = "arn:aws:iam::111122223333:user/ops"
 
 
 def test_the_four_saved_queries_exist_under_the_names_the_template_uses() -> None:
-    assert set(QUERIES) == {"VendsByCallerAndApp", "RefusalsByCallerAndReason", "FingerprintHistory",
+    assert set(QUERIES) == {"VendsByHolderAndApp", "RefusalsByCallerAndReason", "FingerprintHistory",
                             "UpstreamFailures"}
 
 
 def test_each_query_reads_the_audit_fields_the_function_writes() -> None:
-    assert QUERIES["VendsByCallerAndApp"].startswith('filter audit = "vend" and outcome = "ok"')
-    assert "by caller, app" in QUERIES["VendsByCallerAndApp"]
+    assert QUERIES["VendsByHolderAndApp"].startswith('filter audit = "vend" and outcome = "ok"')
+    # A token belongs to a holder: vends are counted per holder, and how many callers (sessions) it has
+    assert QUERIES["VendsByHolderAndApp"].splitlines()[1].endswith("by holder, app")
+    assert "count_distinct(caller) as callers" in QUERIES["VendsByHolderAndApp"]
     assert 'outcome != "ok"' in QUERIES["RefusalsByCallerAndReason"]
     assert 'coalesce(caller, "(no IAM identity)") as who' in QUERIES["RefusalsByCallerAndReason"]
     assert "by who, app, outcome, status" in QUERIES["RefusalsByCallerAndReason"]
     assert QUERIES["FingerprintHistory"].startswith('filter fingerprint = "FINGERPRINT"')
+    assert "caller, holder, app" in QUERIES["FingerprintHistory"]  # who asked, and whose token it is
     assert QUERIES["UpstreamFailures"].startswith("filter ispresent(upstream_failure)")
     assert "by app, upstream_failure" in QUERIES["UpstreamFailures"]
 
