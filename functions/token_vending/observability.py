@@ -127,7 +127,8 @@ def write_invocation_line(properties: Mapping[str, Any] | None = None) -> None:
         record[name] = values[0] if len(values) == 1 else values
     if properties:
         record.update(properties)
-    directive = _directive(tuple(counts), tuple((name, unit) for name, (unit, _) in series.items()))
+    others = tuple((name, unit) for name, (unit, _) in series.items()) if series else ()
+    directive = _directive(tuple(counts), others)
     # Assembled from two serialized parts: the metric directive is the same for every vend of a kind.
     sys.stdout.write(f'{{"_aws":{{"Timestamp":{int(time.time() * 1000)},"CloudWatchMetrics":{directive}}},'
                      f'{_EMF_JSON.encode(record)[1:]}\n')

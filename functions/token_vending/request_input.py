@@ -43,9 +43,8 @@ class ApiCall(NamedTuple):
         scopes = multi.get("scope") or ([single["scope"]] if single.get("scope") is not None else [])
         identity = (event.get("requestContext") or {}).get("identity") or {}
         caller = identity.get("userArn")  # absent pieces mean no identity (403), not a crash
-        return cls(method=str(event.get("httpMethod") or ""), app=(event.get("pathParameters") or {}).get("app"),
-                   scope_values=tuple(scopes), fingerprint=single.get("fingerprint"),
-                   caller_arn=caller if isinstance(caller, str) and caller else None)
+        return cls(str(event.get("httpMethod") or ""), (event.get("pathParameters") or {}).get("app"), tuple(scopes),
+                   single.get("fingerprint"), caller if isinstance(caller, str) and caller else None)
 
 
 class TokenRequest(NamedTuple):
