@@ -1,19 +1,25 @@
 """The scheduled run: refresh cached tokens ahead of expiry and mint the listed ones.
 
 EventBridge invokes the function (template.yaml, event `Prewarm`) with either
-the bare scheduled event or the rule's Input `{"prewarm": [{"app", "scope"}, ...]}`.
+the bare scheduled event or the rule's Input `{"prewarm": [{"app", "scope",
+"caller"}, ...]}`.
 
 1. Read the metadata of every cached token (never the token itself), and each
    app's configuration once per run, fresh from Secrets Manager so a rotation
-   is seen. Entries of older (rotated) credentials are skipped: they are never
-   served again and DynamoDB's TTL removes them.
+   is seen. Entries no longer served are skipped and left to DynamoDB's TTL:
+   of older (rotated) credentials, or of a token mode the app no longer uses
+   (a shared entry of an app with a token per caller: `no_caller`; a holder's
+   entry of an app that shares its tokens: `shared`).
 2. Refresh, soonest expiry first, every entry with less than its refresh
    threshold left (see `refresh_threshold`: REFRESH_BEFORE_SECONDS with a
-   per-key jitter), unless the app's current policy no longer allows it (its
-   scope set was removed from `allowed_scopes`, or `allowed_callers` is empty):
-   such tokens are skipped (reason `policy`) and left to expire.
-3. Mint each listed token that is not cached yet. Listed entries are checked
-   like API input; a bad one is reported and skipped.
+   per-key jitter), unless the app's current policy no longer allows it to its
+   holder (its scope set was removed from `allowed_scopes`, or no entry of
+   `allowed_callers` admits the holder): such tokens are skipped (reason
+   `policy`) and left to expire.
+3. Mint each listed token that is not cached yet, for the holder of the
+   entry's `caller` (a role ARN stands for its sessions). For an app with a
+   token per caller, an entry without a caller is skipped (`no_caller`).
+   Listed entries are checked like API input; a bad one is reported and skipped.
 
 Every fetch goes through `TokenSource.token_for`, under the vend's
 single-flight lease, so a pre-warm and a vend never both call the token
@@ -25,9 +31,9 @@ A token the endpoint gave back unchanged ("renewed only once expired") is
 stored with `renewal_blocked`; later runs skip it until it has expired
 instead of asking again every hour.
 
-Every fetch counts against the app's mint budget for the hour; an entry the
-budget cannot cover is skipped (reason `mint_limit_reached`) and a later run
-takes it.
+Every fetch counts against the app's mint budget for the hour (the run is no
+caller: no caller's budget is spent); an entry the budget cannot cover is
+skipped (reason `mint_limit_reached`) and a later run takes it.
 
 One failing entry does not stop the rest. The run returns the counts
 {refreshed, minted, skipped, failed}, logs them with the reasons, and emits

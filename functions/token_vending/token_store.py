@@ -8,14 +8,15 @@ table, key `pk`):
 
 - token#{app}#{credential_id}#{digest of holder and scope}: sealed_token (KMS ciphertext),
   fingerprint, app, scope, credential_id, holder, secret_version, token_type, expires_at,
-  renewal_blocked, stored_at (when it was minted), ttl. One parser reads them (`parse_token_item`). The
-  seal's encryption context binds every field that decides serving (`sealing_context`): an
-  item whose metadata was edited does not unseal, and is treated as a miss (EntryRejected),
-  never served.
+  renewal_blocked, stored_at (when it was minted), ttl. One parser reads them
+  (`parse_token_item`). The seal's encryption context binds every field that decides serving
+  (`sealing_context`), and the key it is stored under: an item edited, moved or planted does
+  not unseal, and is treated as a miss (EntryRejected), never served.
 - lease#...: owner, lease_until, ttl (a lease held by a dead container simply runs out)
-- cooldown#{app}#{secret version}: kind, until, streak: a failure of the token endpoint
-  that every container holds off for (upstream_guard.py decides)
-- mints#{app}#{hour}: count, ttl: upstream token requests for the app in that clock hour
+- cooldown#{app}#{secret version}: cooldown (its kind), until, streak: a failure of the token
+  endpoint that every container holds off for (upstream_guard.py decides)
+- mints#{app}#{hour} and mints#{app}#caller#{holder digest}#{hour}: count, ttl: upstream token
+  requests for the app, and those one holder's vends caused, in that clock hour
 """
 
 from __future__ import annotations
