@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
 
+from token_vending.errors import ServiceMisconfigured, StoreUnavailable
 from token_vending.token_store import StoredToken, TokenStore
 
 from devstack.local_aws import TABLE_NAME as LOCAL_TABLE
@@ -117,7 +118,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     store = TokenStore(lambda: dynamodb, lambda: None, table, kms_key_id="")
     try:
         printable = rows(store.entries(), time.time())
-    except Exception as error:  # StoreUnavailable: the message names only the error code
+    except ServiceMisconfigured as error:  # the error code only: never a message that may quote the request
+        raise ToolError(f"cannot read table {table}: {error.error_code}") from None
+    except StoreUnavailable as error:  # its text is the error code
         raise ToolError(f"cannot read table {table}: {error}") from None
     if args.app:
         printable = [row for row in printable if row["app"] == args.app]

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from . import container, snapstart
 from .audit import AuditRecord
-from .errors import ConfigurationError, InvalidRequest, VendingError
+from .errors import ConfigurationError, InvalidRequest, ServiceMisconfigured, VendingError
 from .observability import logger, record_report, record_vend, start_invocation, tracer, write_invocation_line
 from .request_input import APP_NAME_RULE, ApiCall, parse_fingerprint, parse_token_request
 
@@ -31,12 +31,15 @@ snapstart.register()
 @api.get("/apps/<app>/token")
 def get_token(app: str) -> Response[str]:
     call, audit = api.context["call"], api.context["audit"]
+    vendor = container.current().vendor  # first: a container whose settings cannot work answers 500, calling nothing
     request = parse_token_request(app, call.scope_values)
-    vended = container.current().vendor.vend(request, call.caller)
+    vended = vendor.vend(request, call.caller)
     token = vended.token
     record_vend("ok", vended.source)
     audit.answered("ok", 200, app=request.app, scope=request.scope, holder=vended.holder, source=vended.source,
                    fingerprint=token.fingerprint, expires_at=token.expires_at_rfc3339)
+    if vended.source == "upstream":  # a mint: whose budget paid for it
+        audit.answered("ok", 200, charged_to=vended.charged_to, **({"prepaid": True} if vended.prepaid else {}))
     if vended.default_lifetime:
         audit.answered("ok", 200, lifetime="default")  # the endpoint did not say: DEFAULT_TOKEN_LIFETIME_SECONDS
     # {access_token, token_type, scope, expires_in, expires_at, fingerprint}; scope is the request's, normalized.
@@ -47,12 +50,15 @@ def get_token(app: str) -> Response[str]:
 @api.delete("/apps/<app>/token")
 def report_rejected_token(app: str) -> Response[str]:
     call, audit = api.context["call"], api.context["audit"]
+    vendor = container.current().vendor  # first: a container whose settings cannot work answers 500, calling nothing
     request = parse_token_request(app, call.scope_values)
     token_fingerprint = parse_fingerprint(call.fingerprint)
-    reported = container.current().vendor.report(request, call.caller, token_fingerprint)
+    reported = vendor.report(request, call.caller, token_fingerprint)
     record_report("dropped" if reported.dropped else "kept")
     audit.answered("ok", 204, app=request.app, scope=request.scope, holder=reported.holder,
                    fingerprint=token_fingerprint, dropped=reported.dropped)
+    if reported.charged_to:  # it dropped the cached token: the mint replacing it is paid for by the reporter
+        audit.answered("ok", 204, charged_to=reported.charged_to)
     return Response(status_code=204, body="", headers=NO_STORE)
 
 
@@ -66,8 +72,12 @@ def not_found(_: NotFoundError) -> Response[str]:
 
 @api.exception_handler(VendingError)
 def vending_error(error: VendingError) -> Response[str]:
-    # An app's secret is logged here; a refused TOKEN_URL is logged once per container where it is found.
-    if isinstance(error, ConfigurationError) and error.app is not None:
+    # An app's secret and an AWS service's refusal are logged here; invalid settings once per container,
+    # where they are found (container.py).
+    if isinstance(error, ServiceMisconfigured):
+        logger.error("an AWS service refused the function's request: check its configuration",
+                     extra={"service": error.dependency.value, "error_code": error.error_code})
+    elif isinstance(error, ConfigurationError) and error.app is not None:
         logger.error("application secret is misconfigured", extra={"app": error.app, "problem": error.detail})
     return _error_response(error)
 
@@ -103,7 +113,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         from . import prewarm  # only scheduled runs need it
 
         try:
-            return prewarm.run(event, container.current(), getattr(context, "get_remaining_time_in_millis", None))
+            current = container.current()
+            current.settings  # noqa: B018 - invalid settings fail the run (its alarm fires), calling nothing
+            return prewarm.run(event, current, getattr(context, "get_remaining_time_in_millis", None))
         finally:
             write_invocation_line()
     call = ApiCall.from_event(event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,13 +20,23 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import AccessDenied, ConfigurationError, Dependency, DependencyUnavailable, InvalidScope, UnknownApp
+from .aws_errors import AwsFailure, classify, failure_name
+from .errors import (
+    AccessDenied,
+    ConfigurationError,
+    Dependency,
+    DependencyUnavailable,
+    InvalidScope,
+    ServiceMisconfigured,
+    UnknownApp,
+)
 from .observability import logger, record_degraded
 from .policy import Caller, CallerPolicy, authorize, authorize_holder
 from .settings import Settings
 
 NOT_FOUND_CODES = {"ResourceNotFoundException", "InvalidRequestException"}  # absent, or scheduled for deletion
 REFUSED_CODES = {"AccessDeniedException", "DecryptionFailure"}  # our role cannot read it: a deployment error
+MAX_UNKNOWN_REMEMBERED = 4096  # app names are the caller's to choose: bound the memory
 
 
 class TokenSharing(StrEnum):
@@ -132,7 +143,9 @@ class _Cached:
 
 
 class AppConfigStore:
-    """Reads `${prefix}{app}` with an in-memory, time-limited cache and bounded stale-if-error."""
+    """Reads `${prefix}{app}` with an in-memory, time-limited cache and bounded stale-if-error. An app
+    without a secret is remembered for UNKNOWN_APP_COOLDOWN_SECONDS: a flood of requests for it costs
+    one read."""
 
     def __init__(self, client_factory: Callable[[], Any], settings: Settings,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -141,11 +154,15 @@ class AppConfigStore:
         self._max_age = settings.secret_cache_seconds
         self._max_stale = settings.secret_max_stale_seconds
         self._token_url = settings.token_url  # part of each configuration's credential id
+        self._unknown_for = settings.unknown_app_cooldown_seconds
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
+        self._unknown_until: dict[str, float] = {}  # app name -> until when it is answered unknown unread
 
     def get(self, app: str, *, force_fetch: bool = False, max_age: float | None = None) -> AppConfig:
         """The app's configuration, from memory while younger than `max_age` (SECRET_CACHE_SECONDS)."""
+        if self._unknown_until.get(app, -math.inf) > self._clock():
+            raise UnknownApp()
         cached = self._cache.get(app)
         max_age = self._max_age if max_age is None else min(max_age, self._max_age)
         if cached and not force_fetch and self._clock() - cached.fetched_at < max_age:
@@ -153,20 +170,31 @@ class AppConfigStore:
         try:
             answer = self._client_factory().get_secret_value(SecretId=self._prefix + app)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = failure_name(error)
             if code in NOT_FOUND_CODES:
-                self._cache.pop(app, None)
+                self._remember_unknown(app)
                 raise UnknownApp() from None
             if code in REFUSED_CODES:
                 raise ConfigurationError(app, f"secrets manager refused to return the secret: {code}") from None
-            return self._stale_or_raise(app, cached, code)
+            return self._stale_or_raise(app, cached, error)
         except BotoCoreError as error:
-            return self._stale_or_raise(app, cached, type(error).__name__)
+            return self._stale_or_raise(app, cached, error)
         config = parse_app_config(app, answer.get("SecretString"), answer.get("VersionId", ""), self._token_url)
         self._cache[app] = _Cached(config, self._clock())
         return config
 
-    def _stale_or_raise(self, app: str, cached: _Cached | None, reason: str) -> AppConfig:
+    def _remember_unknown(self, app: str) -> None:
+        self._cache.pop(app, None)
+        self._unknown_until.pop(app, None)  # re-inserted last: the oldest go first when the bound is reached
+        self._unknown_until[app] = self._clock() + self._unknown_for
+        if len(self._unknown_until) > MAX_UNKNOWN_REMEMBERED:
+            del self._unknown_until[next(iter(self._unknown_until))]
+
+    def _stale_or_raise(self, app: str, cached: _Cached | None, error: ClientError | BotoCoreError) -> AppConfig:
+        """An outage: the copy in memory while young enough. A misconfiguration: a 500, whatever we hold."""
+        if classify(error) is AwsFailure.MISCONFIGURATION:
+            raise ServiceMisconfigured(Dependency.SECRETS_MANAGER, failure_name(error)) from None
+        reason = failure_name(error)
         record_degraded(Dependency.SECRETS_MANAGER)
         if cached is None:
             logger.warning("secrets manager unavailable, no copy in memory", extra={"app": app, "reason": reason})

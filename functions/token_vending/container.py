@@ -13,12 +13,15 @@ from typing import Any
 import botocore.session
 from botocore.config import Config
 
+from . import settings as function_settings
 from .app_config import AppConfigStore
 from .memory_cache import MemoryCache
-from .settings import Settings
+from .observability import logger
+from .reports import TokenReports
+from .settings import InvalidSettings, Settings
 from .token_endpoint import TokenEndpoint
-from .token_store import GuardTable, TokenStore
-from .upstream_guard import UpstreamGuard
+from .token_store import TokenStore
+from .upstream_guard import GuardTable, UpstreamGuard
 from .vending import TokenSource, TokenVendor
 
 # Standard retry mode and short timeouts: every call must fit well inside API Gateway's 29 s.
@@ -33,8 +36,22 @@ class Container:
     SERVICES = ("secretsmanager", "dynamodb", "kms")
 
     @cached_property
+    def _loaded_settings(self) -> Settings | InvalidSettings:
+        try:
+            return function_settings.load()
+        except InvalidSettings as invalid:
+            # Once per container: every request would say the same. Names and reasons only, never a value.
+            logger.error("the function's settings are invalid: every request answers 500 until they are fixed",
+                         extra={"problems": invalid.problems})
+            return invalid
+
+    @property
     def settings(self) -> Settings:
-        return Settings.from_env()
+        """The checked settings; InvalidSettings (a 500, already logged) while they cannot work."""
+        loaded = self._loaded_settings
+        if isinstance(loaded, InvalidSettings):
+            raise InvalidSettings(loaded.problems)
+        return loaded
 
     @cached_property
     def _botocore_session(self) -> botocore.session.Session:
@@ -74,13 +91,16 @@ class Container:
         return UpstreamGuard(self.settings, GuardTable(lambda: self.dynamodb, self.settings.token_table_name))
 
     @cached_property
+    def memory(self) -> MemoryCache:
+        return MemoryCache(trust_seconds=self.settings.memory_trust_seconds)
+
+    @cached_property
     def source(self) -> TokenSource:
-        memory = MemoryCache(trust_seconds=self.settings.memory_trust_seconds)
-        return TokenSource(self.settings, self.store, memory, self.endpoint, self.guard)
+        return TokenSource(self.settings, self.store, self.memory, self.endpoint, self.guard)
 
     @cached_property
     def vendor(self) -> TokenVendor:
-        return TokenVendor(self.configs, self.guard, self.endpoint, self.source)
+        return TokenVendor(self.configs, self.source, TokenReports(self.settings, self.store, self.memory, self.guard))
 
     def load_service_models(self) -> None:
         """Parse the models of the services a vend calls (no credentials, no connection): what a
@@ -90,7 +110,7 @@ class Container:
 
     def forget(self) -> None:
         """Drop everything remembered (tokens, app configurations, failures); keep clients and models."""
-        for remembering in ("configs", "guard", "source", "vendor"):
+        for remembering in ("configs", "guard", "memory", "source", "vendor"):
             self.__dict__.pop(remembering, None)
 
 

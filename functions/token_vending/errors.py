@@ -45,13 +45,14 @@ class SlowDown(VendingError):
 
 
 class MintLimitReached(VendingError):
-    """A mint budget for this clock hour is spent: the app's, or the calling holder's (`budget`)."""
+    """A mint budget for this clock hour is spent: the app's, or a caller's (`budget`), whose holder spent it."""
 
     status, code = 429, "mint_limit_reached"
 
-    def __init__(self, budget: str = "app", *, retry_after: int | None = None) -> None:
+    def __init__(self, budget: str = "app", holder: str = "", *, retry_after: int | None = None) -> None:
         super().__init__(SPENT_BUDGETS[budget], retry_after=retry_after)
         self.audited["budget"] = budget
+        self.audited["budget_holder"] = holder  # "" for the app's budget
 
 
 SPENT_BUDGETS = {"app": "this application has fetched as many tokens as allowed this hour",
@@ -76,6 +77,11 @@ class UpstreamThrottled(UpstreamUnavailable):
     """The endpoint said when to come back (429/503 with Retry-After): remembered, not retried."""
 
 
+class CredentialsHeldOff(UpstreamUnavailable):
+    """The endpoint rejected these credentials moments ago: not asked again until the hold-off ends, unless
+    the secret has changed since."""
+
+
 class TokenInProgress(VendingError):
     """Another container holds this key's lease and its fetch outlasted our wait: the endpoint was not asked."""
 
@@ -89,7 +95,8 @@ class DependencyUnavailable(VendingError):
 
 class ConfigurationError(VendingError):
     """The app's secret (or, with no app, the function's configuration) is unusable. The caller sees a
-    bare 500; `detail` goes to the log."""
+    bare 500; `detail` goes to the log, where it was found (app.py for a secret, the container for its
+    settings: once)."""
 
     def __init__(self, app: str | None, detail: str) -> None:
         super().__init__()
@@ -103,6 +110,17 @@ class Dependency(StrEnum):
     DYNAMODB = "dynamodb"
     KMS = "kms"
     SECRETS_MANAGER = "secretsmanager"
+
+
+class ServiceMisconfigured(ConfigurationError):
+    """An AWS service answered that the function is set up wrong (no such table or key, no access, an invalid
+    request): a 500 before any upstream request, never a degraded vend. The log names the service and the
+    error code (aws_errors.py)."""
+
+    def __init__(self, dependency: Dependency, error_code: str) -> None:
+        super().__init__(None, f"{dependency.value} refused the request: {error_code}")
+        self.dependency = dependency
+        self.error_code = error_code
 
 
 class StoreUnavailable(Exception):

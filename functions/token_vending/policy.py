@@ -5,7 +5,13 @@ Pure functions and values. Everything fails closed: an empty or missing list all
 
 A caller's *holder* names whose token it is given (an app that shares tokens has none): the sessions
 of one role share the role's tokens, so the holder of `arn:P:sts::A:assumed-role/ROLE/SESSION` is
-`arn:P:sts::A:assumed-role/ROLE`; any other principal (an IAM user, say) holds its own, under its ARN.
+`arn:P:sts::A:assumed-role/ROLE`; any other principal (an IAM user, a federated user) holds its own,
+under its ARN. Its *budget holder* pays for the mints its requests cause: its holder, except that the
+federated users of an account, whose names the IAM user calling GetFederationToken picks at will,
+share one, `arn:P:sts::A:federated-user`.
+
+Role and user names are matched ignoring case, as IAM does (they are unique regardless of case), and
+holders name them in lower case: a holder is the same whichever case the name arrives in.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ ANY_ARN = re.compile(r"arn:(aws[a-z-]*):[a-z]+::(\d{12}):.+")
 HOLDER_OF_ROLE = re.compile(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([\w+=,.@-]+)")
 # A caller's ARN in one match (the two above at once): partition, service, account, and the role of a session.
 CALLER_ARN = re.compile(r"arn:(aws[a-z-]*):([a-z]+)::(\d{12}):(?:assumed-role/([\w+=,.@-]+)/[\w+=,.@-]+|.+)")
+# The principals whose names IAM compares ignoring case: what canonical_arn lowers (a session name stays).
+NAMED_PRINCIPAL = re.compile(
+    r"(arn:aws[a-z-]*:(?:iam|sts)::\d{12}:)(user/(?:[\x21-\x7e]*/)?|role/(?:[\x21-\x7e]*/)?|assumed-role/|"
+    r"federated-user/)([\w+=,.@-]+)(/[\w+=,.@-]+)?")
+FEDERATED_USER = re.compile(r"(arn:aws[a-z-]*:sts::\d{12}:federated-user)/[\w+=,.@-]+")
 
 Role = tuple[str, str, str]  # partition, account, role name
 
@@ -34,19 +45,32 @@ Role = tuple[str, str, str]  # partition, account, role name
 class Caller(NamedTuple):
     """An IAM identity as API Gateway sends it (`requestContext.identity.userArn`), parsed once."""
 
-    arn: str
+    arn: str  # canonical (canonical_arn)
     account: str | None  # of an ARN we understand; None matches no account entry
     role: Role | None  # the role of an assumed-role session
     holder: str  # whose tokens it is given: its role's, for a session of one; else its own ARN
+    budget_holder: str  # who pays for the mints it causes: its holder, or its account's federated users
 
     @classmethod
     def parse(cls, arn: str) -> Caller:
+        arn = canonical_arn(arn)
         parsed = CALLER_ARN.fullmatch(arn)
         if parsed is None:
-            return cls(arn, None, None, arn)
+            return cls(arn, None, None, arn, arn)
         partition, service, account, name = parsed.groups()
         role = (partition, account, name) if service == "sts" and name else None
-        return cls(arn, account, role, role_holder(role) if role else arn)
+        holder = role_holder(role) if role else arn
+        federated = FEDERATED_USER.fullmatch(arn)
+        return cls(arn, account, role, holder, federated[1] if federated else holder)
+
+
+def canonical_arn(arn: str) -> str:
+    """The ARN with its user, role or federated user name in lower case (IAM compares them so)."""
+    named = NAMED_PRINCIPAL.fullmatch(arn)
+    if named is None:
+        return arn
+    prefix, kind, name, session = named.groups()
+    return f"{prefix}{kind}{name.lower()}{session or ''}"
 
 
 def role_holder(role: Role) -> str:
@@ -57,7 +81,7 @@ def role_holder(role: Role) -> str:
 
 def target_holder(arn: str) -> str:
     """The holder a scheduled pre-warm mints for: the caller's, where a role ARN stands for its sessions."""
-    role = ROLE.fullmatch(arn)
+    role = ROLE.fullmatch(canonical_arn(arn))
     return role_holder((role[1], role[2], role[3])) if role else Caller.parse(arn).holder
 
 
@@ -78,6 +102,7 @@ class CallerPolicy:
             if ACCOUNT_ID.fullmatch(entry):
                 accounts.add(entry)
                 continue
+            entry = canonical_arn(entry)
             if role := ROLE.fullmatch(entry):
                 roles.add((role[1], role[2], role[3]))
             if ANY_ARN.fullmatch(entry):

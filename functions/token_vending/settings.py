@@ -8,13 +8,19 @@ code default alone).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
 
 DAY = 86_400
+API_GATEWAY_TIMEOUT_SECONDS = 29  # API Gateway's integration timeout: a vend answers within it or not at all
+LOCAL_HOSTS = frozenset({"localhost", "host.docker.internal"})
 
 
 def setting(default: Any, doc: str, template: str | None = None) -> Any:
@@ -72,6 +78,10 @@ class Settings:
     secret_max_stale_seconds: int = setting(
         3600, "Stale-if-error for app secrets ends this long after the last good read.")
 
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, each naming the setting and why (never its value)."""
+        return [rule.why for rule in RULES if not rule.holds(self)]
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Every setting from its variable; a blank or absent one keeps the default."""
@@ -84,10 +94,81 @@ class Settings:
         return cls(**values)
 
 
+class InvalidSettings(ConfigurationError):
+    """The function's settings cannot work: every request answers 500, and nothing is called."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(None, "; ".join(problems))
+        self.problems = problems
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings a container runs with: read from the environment, then checked (InvalidSettings)."""
+    try:
+        settings = Settings.from_env(env)
+    except ValueError as error:
+        raise InvalidSettings([str(error)]) from None
+    problems = settings.problems()
+    if problems:
+        raise InvalidSettings(problems)
+    return settings
+
+
+class Rule(NamedTuple):
+    holds: Callable[[Settings], bool]
+    why: str
+
+
+# What the code relies on. A container whose settings break one answers every request 500.
+RULES = (
+    Rule(lambda s: bool(s.token_table_name), "TOKEN_TABLE_NAME is not set: tokens, leases and budgets live there"),
+    Rule(lambda s: bool(s.token_kms_key_id), "TOKEN_KMS_KEY_ID is not set: cached tokens are sealed with it"),
+    Rule(lambda s: bool(s.secret_prefix), "SECRET_PREFIX is not set: every app's secret is named by it"),
+    Rule(lambda s: url_problem(s.token_url) is None, "TOKEN_URL must be an https URL (plain http only to a "
+                                                       "loopback host or host.docker.internal)"),
+    Rule(lambda s: s.lease_seconds > 0, "LEASE_SECONDS must be positive"),
+    Rule(lambda s: s.token_fetch_deadline_seconds < s.lease_seconds,
+         "TOKEN_FETCH_DEADLINE_SECONDS must be less than LEASE_SECONDS: a fetch ends before its lease runs out, "
+         "or another container fetches the same token"),
+    Rule(lambda s: s.lease_wait_seconds + s.token_fetch_deadline_seconds < API_GATEWAY_TIMEOUT_SECONDS,
+         "LEASE_WAIT_SECONDS plus TOKEN_FETCH_DEADLINE_SECONDS must stay under API Gateway's 29 s integration "
+         "timeout: a vend that waits its longest, then fetches, must still answer"),
+    Rule(lambda s: s.min_ttl_seconds < s.refresh_before_seconds,
+         "MIN_TTL_SECONDS must be less than REFRESH_BEFORE_SECONDS: the scheduled run renews tokens before vends "
+         "stop serving them"),
+    Rule(lambda s: s.min_ttl_seconds < s.default_token_lifetime_seconds <= s.max_token_lifetime_seconds,
+         "DEFAULT_TOKEN_LIFETIME_SECONDS must exceed MIN_TTL_SECONDS (else such a token is never served from a "
+         "cache) and not exceed MAX_TOKEN_LIFETIME_SECONDS"),
+    Rule(lambda s: s.max_mints_per_app_per_hour >= 1 and s.max_mints_per_caller_per_hour >= 1,
+         "MAX_MINTS_PER_APP_PER_HOUR and MAX_MINTS_PER_CALLER_PER_HOUR must be at least 1"),
+)
+
+
+def url_problem(url: str) -> str | None:
+    """Why the token endpoint URL is refused, or None: it must be https, except to a local host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host and (host in LOCAL_HOSTS or _is_loopback(host)):
+        return None
+    return "TOKEN_URL must be an https URL (plain http only to a loopback host or host.docker.internal)"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _convert(name: str, raw: str, kind: Any) -> str | int | float:
     if kind in (str, "str"):
         return raw
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number") from None  # the value is not repeated: it may be anything
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite, non-negative number")
     return int(value) if kind in (int, "int") else value

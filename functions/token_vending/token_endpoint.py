@@ -9,7 +9,8 @@ proxy must not hurt the service, so every answer is bounded: redirects are not
 followed (502), the body is read up to MAX_BODY_BYTES, the whole fetch
 (retries included) has one deadline, a Retry-After counts for at most an hour,
 and the token must be a bearer token as RFC 6750 defines it. The URL must be
-https, except to a loopback host or host.docker.internal (local stacks).
+https, except to a loopback host or host.docker.internal (local stacks): the
+container checks it with the other settings when it starts (settings.py).
 
 `requests` is imported on the first fetch, not at init: most cold starts are
 answered from the table and never call the endpoint.
@@ -17,20 +18,18 @@ answered from the table and never call the endpoint.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import urlsplit
 
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
-from .errors import ConfigurationError, CredentialsRejected, UpstreamError, UpstreamThrottled, UpstreamUnavailable
+from .errors import CredentialsRejected, UpstreamError, UpstreamThrottled, UpstreamUnavailable
 from .observability import logger, record_upstream, tracer
 from .settings import Settings
 
@@ -43,7 +42,6 @@ MAX_RETRY_AFTER = 3600  # a Retry-After further out than this counts as an hour
 MAX_BODY_BYTES = 64 * 1024
 MAX_TOKEN_BYTES = 4096  # what KMS can seal in one Encrypt
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
-LOCAL_HOSTS = frozenset({"localhost", "host.docker.internal"})
 
 
 # RFC 6749 §5.2's error codes: the only text of a refusal that is passed on (in the 502's description).
@@ -100,12 +98,9 @@ class TokenEndpoint:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._url = settings.token_url
-        self._url_problem = url_problem(self._url)
-        self._url_problem_logged = False
 
     @tracer.capture_method(capture_response=False)
     def fetch(self, client_id: str, client_secret: str, scopes: tuple[str, ...]) -> IssuedToken:
-        self.check_url()
         import requests  # here, not at import: see the module docstring
 
         started = time.perf_counter()
@@ -155,15 +150,6 @@ class TokenEndpoint:
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
-
-    def check_url(self) -> None:
-        """Raise (a 500) when the URL is refused; logged once per container."""
-        if self._url_problem is None:
-            return
-        if not self._url_problem_logged:  # once per container: every vend would say the same
-            self._url_problem_logged = True
-            logger.error("the token endpoint URL is refused", extra={"problem": self._url_problem})
-        raise ConfigurationError(None, self._url_problem)
 
     def _failed(self, kind: str, started: float, **details: Any) -> None:
         record_upstream(kind, _ms_since(started))
@@ -232,24 +218,6 @@ class TokenEndpoint:
                            extra={"cap": self._settings.max_token_lifetime_seconds})
             return self._settings.max_token_lifetime_seconds
         return expires_in
-
-
-def url_problem(url: str) -> str | None:
-    """Why the token endpoint URL is refused, or None: it must be https, except to a local host."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".").lower()
-    if parts.scheme == "https" and host:
-        return None
-    if parts.scheme == "http" and host and (host in LOCAL_HOSTS or _is_loopback(host)):
-        return None
-    return "TOKEN_URL must be an https URL (plain http only to a loopback host or host.docker.internal)"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _BodyTooLarge(Exception):

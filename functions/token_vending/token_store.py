@@ -1,42 +1,42 @@
-"""The shared cache: tokens in DynamoDB, sealed with KMS, plus single-flight leases,
-remembered failures and the hourly mint counters.
+"""The shared cache of tokens: DynamoDB items sealed with KMS, and the single-flight lease of each key.
 
-`TokenStore` reads and writes tokens and leases, `GuardTable` what upstream_guard.py shares.
-Every failure of DynamoDB or KMS surfaces as StoreUnavailable; `StoreHealth` is where a
-request records it (once per service) and goes on without that service. Item layout (one
-table, key `pk`):
+Item layout (one table, key `pk`; upstream_guard.py keeps its own items beside these):
 
 - token#{app}#{credential_id}#{digest of holder and scope}: sealed_token (KMS ciphertext),
   fingerprint, app, scope, credential_id, holder, secret_version, token_type, expires_at,
-  renewal_blocked, stored_at (when it was minted), ttl. One parser reads them
-  (`parse_token_item`). The seal's encryption context binds every field that decides serving
-  (`sealing_context`), and the key it is stored under: an item edited, moved or planted does
-  not unseal, and is treated as a miss (EntryRejected), never served.
+  renewal_blocked, stored_at (when it was minted), ttl. The seal's encryption context binds every
+  field that decides serving (`sealing_context`), and the key it is stored under: an item edited,
+  moved or planted does not unseal, and is treated as a miss (EntryRejected), never served.
+- the same key, kind `paid`: paid_by, ttl. A report dropped the token and its reporter paid for the
+  mint that replaces it (`PaidReplacement`): the next fetch of the key spends no caller's budget, and
+  its stored token overwrites the item.
 - lease#...: owner, lease_until, ttl (a lease held by a dead container simply runs out)
-- cooldown#{app}#{secret version}: cooldown (its kind), until, streak: a failure of the token
-  endpoint that every container holds off for (upstream_guard.py decides)
-- mints#{app}#{hour} and mints#{app}#caller#{holder digest}#{hour}: count, ttl: upstream token
-  requests for the app, and those one holder's vends caused, in that clock hour
+
+One parser reads a key's item (`parse_token_item`). Every failure of DynamoDB or KMS surfaces as
+StoreUnavailable (an outage: the caller decides what to do without it) or ServiceMisconfigured.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import Dependency, StoreUnavailable
-from .observability import record_store_degraded, tracer
+from .aws_errors import error_code, store_errors, translated
+from .errors import Dependency
+from .observability import tracer
+from .shared_table import TTL_GRACE_SECONDS, Table
 from .tokens import CachedToken, TokenKey, fingerprint, servable
-from .upstream_guard import MAX_COOLDOWN_SECONDS, Cooldown, CooldownKind
 
 SHARED_HOLDER = "shared"  # what the seal says for a token without holder (no ARN reads so)
-TTL_GRACE_SECONDS = 86_400  # DynamoDB TTL is late anyway; every read checks expiry itself
-HOUR = 3600
+# AWS KMS takes an encryption context of at most 8,192 characters, keys and values together. A value
+# longer than this (a scope set of 32 scopes of 256 characters, say) is bound by its digest instead.
+KMS_CONTEXT_LIMIT = 8192
+LONGEST_BOUND_VALUE = 512
 # Metadata a listing reads (never the sealed token): what the scheduled refresh and `make tokens` show.
 LISTED_FIELDS = ("kind", "app", "scope", "credential_id", "holder", "secret_version", "fingerprint", "token_type",
                  "expires_at", "renewal_blocked", "stored_at")
@@ -49,6 +49,13 @@ UNSEALABLE_CODES = frozenset({"InvalidCiphertextException", "IncorrectKeyExcepti
 class EntryRejected(Exception):
     """A table entry that must not be served: malformed, its seal does not match its metadata (edited,
     moved, or written before the seal bound it), or the unsealed token is not the one the entry names."""
+
+
+@dataclass(frozen=True)
+class PaidReplacement:
+    """A reported token's place in the table: its reporter paid for the mint that replaces it."""
+
+    paid_by: str  # the reporting holder whose budget was spent
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,14 @@ class StoredToken:
         return TokenKey(self.app, self.scope, self.credential_id, self.holder)
 
 
+def parse_item(item: Mapping[str, Any]) -> StoredToken | PaidReplacement | None:
+    """What a key's item holds: its token, the paid place of a reported one, or nothing to serve (an item
+    without a sealed token); EntryRejected when malformed."""
+    if item.get("kind", {}).get("S") == "paid":
+        return PaidReplacement(item.get("paid_by", {}).get("S", ""))
+    return parse_token_item(item) if "sealed_token" in item else None
+
+
 def parse_token_item(item: Mapping[str, Any]) -> StoredToken:
     """The one reader of token items (vend, report, refresh, `make tokens`); EntryRejected when malformed."""
     try:
@@ -96,67 +111,13 @@ def parse_token_item(item: Mapping[str, Any]) -> StoredToken:
 def sealing_context(key: TokenKey, token: CachedToken | StoredToken) -> dict[str, str]:
     """The KMS encryption context of a sealed token: everything that decides whether, how and to whom
     it is served. The key policy requires these keys and no others."""
-    return {"app": key.app, "scope": key.scope, "credential_id": key.credential_id,
-            "holder": key.holder or SHARED_HOLDER, "expires_at": str(int(token.expires_at)),
+    return {"app": key.app, "scope": _bound(key.scope), "credential_id": key.credential_id,
+            "holder": _bound(key.holder or SHARED_HOLDER), "expires_at": str(int(token.expires_at)),
             "renewal_blocked": "true" if token.renewal_blocked else "false", "token_type": token.token_type,
             "stored_at": _stored_at(token.minted_at)}  # when it was minted: what decides when it may be reported
 
 
-@dataclass
-class StoreHealth:
-    """How the shared cache has answered during one request: each failed service is recorded (a
-    Degraded_<service> metric and a log line) the first time only, then worked around."""
-
-    failed: set[Dependency] = field(default_factory=set)
-
-    @property
-    def table_answers(self) -> bool:
-        return Dependency.DYNAMODB not in self.failed
-
-    @property
-    def kms_answers(self) -> bool:
-        return Dependency.KMS not in self.failed
-
-    @contextmanager
-    def tolerate(self) -> Iterator[None]:
-        """Run shared-cache work; if a service fails, note it and carry on after the block."""
-        try:
-            yield
-        except StoreUnavailable as error:
-            if error.dependency not in self.failed:
-                self.failed.add(error.dependency)
-                record_store_degraded(error.dependency, str(error))
-
-
-class _Table:
-    """The DynamoDB table the function keeps its shared state in."""
-
-    def __init__(self, dynamodb: Callable[[], Any], table_name: str, clock: Callable[[], float] = time.time) -> None:
-        self._dynamodb = dynamodb
-        self._table = table_name
-        self._clock = clock
-
-    def _get_item(self, pk: str) -> dict[str, Any] | None:
-        with _store_errors():
-            item: dict[str, Any] | None = self._dynamodb().get_item(
-                TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
-        return item
-
-    def _delete_if(self, pk: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None) -> bool:
-        """Delete the item if the condition holds; False when it does not."""
-        options: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
-        with _store_errors():
-            try:
-                self._dynamodb().delete_item(TableName=self._table, Key={"pk": {"S": pk}},
-                                             ConditionExpression=condition, ExpressionAttributeValues=values, **options)
-            except ClientError as error:
-                if _code(error) == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
-
-
-class TokenStore(_Table):
+class TokenStore(Table):
     """Cached tokens, sealed with KMS, and the single-flight lease of each key."""
 
     def __init__(self, dynamodb: Callable[[], Any], kms: Callable[[], Any], table_name: str, kms_key_id: str,
@@ -165,10 +126,11 @@ class TokenStore(_Table):
         self._kms = kms
         self._key_id = kms_key_id
 
-    def get(self, key: TokenKey) -> StoredToken | None:
-        """The entry for the key as stored, token still sealed; EntryRejected when malformed."""
+    def get(self, key: TokenKey) -> StoredToken | PaidReplacement | None:
+        """The key's entry as stored (token still sealed), or the paid place of a reported token;
+        EntryRejected when malformed."""
         item = self._get_item(key.table_key)
-        return parse_token_item(item) if item and "sealed_token" in item else None
+        return parse_item(item) if item else None
 
     @tracer.capture_method(capture_response=False)
     def unseal(self, key: TokenKey, stored: StoredToken) -> CachedToken:
@@ -177,11 +139,11 @@ class TokenStore(_Table):
             plaintext = self._kms().decrypt(CiphertextBlob=stored.sealed, KeyId=self._key_id,
                                             EncryptionContext=sealing_context(key, stored))["Plaintext"]
         except ClientError as error:
-            if _code(error) in UNSEALABLE_CODES:
-                raise EntryRejected(f"the entry does not unseal ({_code(error)})") from None
-            raise StoreUnavailable(_code(error), Dependency.KMS) from None
+            if error_code(error) in UNSEALABLE_CODES:
+                raise EntryRejected(f"the entry does not unseal ({error_code(error)})") from None
+            raise translated(error, Dependency.KMS) from None
         except BotoCoreError as error:
-            raise StoreUnavailable(type(error).__name__, Dependency.KMS) from None
+            raise translated(error, Dependency.KMS) from None
         access_token = plaintext.decode()
         if fingerprint(access_token) != stored.fingerprint:
             raise EntryRejected("the sealed token is not the one the entry names")
@@ -192,10 +154,10 @@ class TokenStore(_Table):
     @tracer.capture_method(capture_response=False)
     def put(self, key: TokenKey, token: CachedToken, secret_version: str) -> None:
         context = sealing_context(key, token)
-        with _store_errors(Dependency.KMS):
+        with store_errors(Dependency.KMS):
             sealed = self._kms().encrypt(KeyId=self._key_id, Plaintext=token.access_token.encode(),
                                          EncryptionContext=context)["CiphertextBlob"]
-        with _store_errors():
+        with store_errors():
             self._dynamodb().put_item(TableName=self._table, Item={
                 "pk": {"S": key.table_key},
                 "kind": {"S": "token"},
@@ -213,18 +175,22 @@ class TokenStore(_Table):
                 "ttl": {"N": str(int(token.expires_at) + TTL_GRACE_SECONDS)},
             })
 
-    def delete_if_fingerprint(self, key: TokenKey, token_fingerprint: str, minted_before: float | None) -> bool:
-        """Drop the entry only if it still holds that token (minted before then, when given); True when dropped."""
+    def replace_reported(self, key: TokenKey, reported: StoredToken, minted_before: float | None,
+                         paid_by: str) -> bool:
+        """Put a PaidReplacement in the place of the entry, only if it still holds the reported token (minted
+        before then, when given); True when replaced. It lasts as long as the token would have."""
+        marker = {"pk": {"S": key.table_key}, "kind": {"S": "paid"}, "paid_by": {"S": paid_by},
+                  "ttl": {"N": str(reported.expires_at + TTL_GRACE_SECONDS)}}
         if minted_before is None:
-            return self._delete_if(key.table_key, "fingerprint = :fp", {":fp": {"S": token_fingerprint}})
-        return self._delete_if(key.table_key, "fingerprint = :fp AND stored_at <= :cutoff",
-                               {":fp": {"S": token_fingerprint}, ":cutoff": {"N": _stored_at(minted_before)}})
+            return self._put_if(marker, "fingerprint = :fp", {":fp": {"S": reported.fingerprint}})
+        return self._put_if(marker, "fingerprint = :fp AND stored_at <= :cutoff",
+                            {":fp": {"S": reported.fingerprint}, ":cutoff": {"N": _stored_at(minted_before)}})
 
     def try_acquire_lease(self, key: TokenKey, owner: str, seconds: float) -> float | None:
         """Take the key's single-flight lease if it is free or has run out.
         None when it is now ours; otherwise the epoch time the current holder's lease runs out."""
         now = self._clock()
-        with _store_errors():
+        with store_errors():
             try:
                 self._dynamodb().put_item(
                     TableName=self._table,
@@ -236,7 +202,7 @@ class TokenStore(_Table):
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",  # tells waiters when to try again
                 )
             except ClientError as error:
-                if _code(error) == "ConditionalCheckFailedException":
+                if error_code(error) == "ConditionalCheckFailedException":
                     holder: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
                     held = holder.get("lease_until", {}).get("N")
                     return float(held) if held else now + seconds
@@ -250,7 +216,7 @@ class TokenStore(_Table):
     def entries(self) -> Iterator[StoredToken]:
         """Every cached token as stored, without its sealed token (for the scheduled refresh and operators);
         items that do not parse are left out."""
-        with _store_errors():
+        with store_errors():
             paginator = self._dynamodb().get_paginator("scan")
             for page in paginator.paginate(
                 TableName=self._table,
@@ -266,77 +232,13 @@ class TokenStore(_Table):
                         continue
 
 
-class GuardTable(_Table):
-    """What upstream_guard.py shares between containers: remembered failures and the hourly mint counters."""
-
-    def remember_cooldown(self, app: str, secret_version: str, cooldown: Cooldown) -> None:
-        """Tell every container that the token endpoint is not to be called for this app until then."""
-        with _store_errors():
-            self._dynamodb().put_item(TableName=self._table, Item={
-                "pk": {"S": _cooldown_key(app, secret_version)}, "kind": {"S": "cooldown"},
-                "cooldown": {"S": cooldown.kind.value}, "until": {"N": f"{cooldown.until:.3f}"},
-                "streak": {"N": str(cooldown.streak)},
-                "ttl": {"N": str(int(cooldown.until) + TTL_GRACE_SECONDS)}})
-
-    def cooldown(self, app: str, secret_version: str) -> Cooldown | None:
-        """The app's remembered failure, if one is recorded (it may have run out: its streak still counts).
-        Whoever wrote it, it holds off no longer than any remembered failure may."""
-        item = self._get_item(_cooldown_key(app, secret_version))
-        if not item:
-            return None
-        try:
-            kind = CooldownKind(item.get("cooldown", {}).get("S", CooldownKind.THROTTLED.value))
-            until = min(float(item["until"]["N"]), self._clock() + MAX_COOLDOWN_SECONDS)
-            return Cooldown(kind, until, streak=int(item.get("streak", {}).get("N", "0")))
-        except (KeyError, ValueError, TypeError):
-            return None  # not one we wrote: nothing to hold off for
-
-    def forget_cooldown(self, app: str, secret_version: str) -> None:
-        with _store_errors():
-            self._dynamodb().delete_item(TableName=self._table, Key={"pk": {"S": _cooldown_key(app, secret_version)}})
-
-    def count_mint(self, budget: str, limit: int) -> int | None:
-        """Count one upstream token request against a budget (`app`) in this clock hour, atomically across
-        every container: the new count, or None (nothing counted) when `limit` requests were made already."""
-        hour = int(self._clock() // HOUR)
-        with _store_errors():
-            try:
-                answer = self._dynamodb().update_item(
-                    TableName=self._table, Key={"pk": {"S": f"mints#{budget}#{hour}"}},
-                    UpdateExpression="ADD #count :one SET #kind = :kind, #ttl = :ttl",
-                    ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-                    ExpressionAttributeNames={"#count": "count", "#kind": "kind", "#ttl": "ttl"},
-                    ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
-                                               ":kind": {"S": "mints"},
-                                               ":ttl": {"N": str((hour + 1) * HOUR + TTL_GRACE_SECONDS)}},
-                    ReturnValues="UPDATED_NEW",
-                )
-            except ClientError as error:
-                if _code(error) == "ConditionalCheckFailedException":
-                    return None
-                raise
-        return int(answer["Attributes"]["count"]["N"])
-
-
 def _stored_at(epoch: float) -> str:
     """An epoch time as stored (and sealed): milliseconds, always written the same way."""
     return f"{epoch:.3f}"
 
 
-def _cooldown_key(app: str, secret_version: str) -> str:
-    return f"cooldown#{app}#{secret_version}"
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-@contextmanager
-def _store_errors(dependency: Dependency = Dependency.DYNAMODB) -> Iterator[None]:
-    """Turn any DynamoDB/KMS failure into StoreUnavailable, keeping only the error's name."""
-    try:
-        yield
-    except ClientError as error:
-        raise StoreUnavailable(_code(error), dependency) from None
-    except BotoCoreError as error:
-        raise StoreUnavailable(type(error).__name__, dependency) from None
+def _bound(value: str) -> str:
+    """A context value as bound: itself, or its digest when long (KMS_CONTEXT_LIMIT)."""
+    if len(value) <= LONGEST_BOUND_VALUE:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()

@@ -4,13 +4,13 @@ It reads as the steps of docs/design.md: the app's configuration, authorization,
 token: from memory, else one loop that reads the table, takes the key's lease or waits for
 its holder, and fetches and stores once it holds the lease (one fetch per key across all
 containers), reading the table once a round. A request's state on that way is one `Lookup`.
-What may stop a fetch (remembered failures, the mint budget) is upstream_guard.py's to decide;
-a failing DynamoDB or KMS is worked around where `StoreHealth` records it.
+What may stop a fetch (remembered failures, the mint budgets) is upstream_guard.py's to decide:
+each fetch goes through the guard once. An outage of DynamoDB or KMS is worked around where it is
+caught, and noted in the request's `StoreHealth`; a misconfiguration is a 500 (aws_errors.py).
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 import uuid
@@ -20,14 +20,22 @@ from functools import cached_property
 from typing import NamedTuple
 
 from .app_config import AppConfig, AppConfigStore
-from .errors import CredentialsRejected, DependencyUnavailable, SlowDown, TokenInProgress, UnknownApp, VendingError
+from .errors import (
+    CredentialsHeldOff,
+    CredentialsRejected,
+    StoreUnavailable,
+    TokenInProgress,
+    VendingError,
+)
 from .memory_cache import MemoryCache
 from .observability import logger, record_single_flight_wait, record_unsealable_entry
 from .policy import Caller
+from .reports import Reported, TokenReports
 from .request_input import TokenRequest
 from .settings import Settings
+from .store_health import StoreHealth
 from .token_endpoint import IssuedToken, TokenEndpoint
-from .token_store import EntryRejected, StoredToken, StoreHealth, TokenStore
+from .token_store import EntryRejected, PaidReplacement, StoredToken, TokenStore
 from .tokens import CachedToken, TokenKey, fingerprint
 from .upstream_guard import UpstreamGuard
 
@@ -39,7 +47,7 @@ class TokenOrder(NamedTuple):
 
     request: TokenRequest
     holder: str = ""  # whose token it is (policy.py); "" when the app shares its tokens
-    caller: str | None = None  # the calling holder, whose hourly mint budget a fetch spends; None: the schedule
+    payer: str | None = None  # the caller's budget holder, whose hourly mint budget a fetch spends; None: the schedule
 
 
 class Vended(NamedTuple):
@@ -50,74 +58,64 @@ class Vended(NamedTuple):
     holder: str  # whose token it is ("" when the app shares its tokens)
     stored: bool = False  # a token fetched now reached the table
     default_lifetime: bool = False  # fetched now, and the endpoint did not say how long it lives
-
-
-class Reported(NamedTuple):
-    dropped: bool  # the reported token was still the cached one, and is gone
-    holder: str  # whose token was reported
+    charged_to: str = ""  # fetched now: whose budget paid for it (the payer, or the reporter of the token it replaces)
+    prepaid: bool = False  # fetched now to replace a reported token, whose reporter paid
 
 
 class TokenVendor:
     """A caller's request, step by step: the app's configuration, authorization, then the token from
     TokenSource; or, for a report, the cached token dropped."""
 
-    def __init__(self, configs: AppConfigStore, guard: UpstreamGuard, endpoint: TokenEndpoint,
-                 source: TokenSource) -> None:
+    def __init__(self, configs: AppConfigStore, source: TokenSource, reports: TokenReports) -> None:
         self._configs = configs
-        self._guard = guard
-        self._endpoint = endpoint
         self._source = source
+        self._reports = reports
 
     def vend(self, request: TokenRequest, caller: Caller | None) -> Vended:
-        self._endpoint.check_url()  # a refused TOKEN_URL answers 500 before any call
-        health = StoreHealth()
         config = self.authorized_config(request, caller)
         assert caller is not None  # authorized: there is one
         try:
-            return self._token(config, request, caller, health)
-        except CredentialsRejected:
-            # The credentials may have just rotated: read the secret once more, past the memory cache.
-            fresh = self._configs.get(request.app, force_fetch=True)
+            return self._token(config, request, caller)
+        except (CredentialsRejected, CredentialsHeldOff) as rejected:
+            # The credentials may have rotated since: read the secret again (past the memory cache after a
+            # rejection now; at most once a second while one is remembered) and ask once more with new ones.
+            fresh = self._configs.get(request.app, force_fetch=isinstance(rejected, CredentialsRejected), max_age=1)
             if fresh.credential_id == config.credential_id:
-                self._guard.rejected(config, health)
                 raise
             logger.info("credentials rotated, retrying with the new ones", extra={"app": request.app})
             fresh.authorize(caller, request.scopes)
-            try:
-                return self._token(fresh, request, caller, health)
-            except CredentialsRejected:
-                self._guard.rejected(fresh, health)
-                raise
+            return self._token(fresh, request, caller)
 
-    def _token(self, config: AppConfig, request: TokenRequest, caller: Caller, health: StoreHealth) -> Vended:
-        order = TokenOrder(request, config.holder_for(caller), caller.holder)
+    def _token(self, config: AppConfig, request: TokenRequest, caller: Caller) -> Vended:
+        order = TokenOrder(request, config.holder_for(caller), caller.budget_holder)
         try:
-            return self._source.token_for(config, order, health=health)
+            return self._source.token_for(config, order)
         except VendingError as error:
-            error.audited["holder"] = order.holder
+            _audit_refusal(error, order.holder)
             raise
 
     def authorized_config(self, request: TokenRequest, caller: Caller | None) -> AppConfig:
         """The app's configuration, once the caller is allowed these scopes under it."""
-        self._guard.check_app(request.app)
-        try:
-            config = self._configs.get(request.app)
-            if self._guard.credentials_rejected(config):
-                # A new secret version may already fix them: look (at most once a second) rather
-                # than wait out SECRET_CACHE_SECONDS.
-                config = self._configs.get(request.app, max_age=1)
-        except UnknownApp:
-            self._guard.unknown_app(request.app)
-            raise
+        config = self._configs.get(request.app)
         config.authorize(caller, request.scopes)
         return config
 
     def report(self, request: TokenRequest, caller: Caller | None, token_fingerprint: str) -> Reported:
-        """Drop the reporting caller's cached token for the request, if it is still the one reported."""
+        """Drop the reporting caller's cached token for the request, if it is still the one reported, at the
+        cost of one mint of the caller's budget."""
         config = self.authorized_config(request, caller)
         assert caller is not None  # authorized: there is one
         key = TokenKey(request.app, request.scope, config.credential_id, config.holder_for(caller))
-        return Reported(self._source.drop(key, token_fingerprint), key.holder)
+        try:
+            return self._reports.drop(key, token_fingerprint, caller.budget_holder)
+        except VendingError as error:
+            _audit_refusal(error, key.holder)
+            raise
+
+
+def _audit_refusal(error: VendingError, holder: str) -> None:
+    """What a refusal's audit record adds: whose token it was."""
+    error.audited["holder"] = holder
 
 
 @dataclass
@@ -130,6 +128,7 @@ class Lookup:
     min_ttl: float  # a cached token needs more than this left
     health: StoreHealth
     previous: str | None = None  # fingerprint of the token we had, to notice the same one coming back
+    paid_by: str | None = None  # the reporter who paid for the mint, when the table holds a reported token's place
     unsealable: set[str] = field(default_factory=set)  # entries that did not unseal: not tried again
     lease_held: bool = False
     lease_busy_until: float = 0.0  # another holder's lease runs out then
@@ -167,12 +166,12 @@ class TokenSource:
         self._sleep = sleep
 
     def token_for(self, config: AppConfig, order: TokenOrder, *, min_ttl: float | None = None,
-                  use_memory: bool = True, health: StoreHealth | None = None) -> Vended:
+                  use_memory: bool = True) -> Vended:
         """A token for an already authorized order. `min_ttl` raises the bar for cached tokens
         (the scheduled refresh uses it to renew tokens ahead of expiry)."""
         key = TokenKey(order.request.app, order.request.scope, config.credential_id, order.holder)
         min_ttl = self._settings.min_ttl_seconds if min_ttl is None else min_ttl
-        health = health or StoreHealth()
+        health = StoreHealth()
         previous = None  # the token memory held, if any: to notice the same one coming back
         if use_memory and (remembered := self._memory.get(key)):
             token, trusted = remembered
@@ -183,35 +182,7 @@ class TokenSource:
             self._memory.drop(key)
         return self._from_table_or_upstream(Lookup(config, order, key, min_ttl, health, previous))
 
-    def drop(self, key: TokenKey, token_fingerprint: str) -> bool:
-        """Drop the key's token, from memory and the table, if it is still the one reported; True if dropped.
-        A token minted less than MIN_REPORT_AGE_SECONDS ago is not dropped (SlowDown): report and vend
-        in a loop must not mint without end. Only a minting time the seal vouches for counts."""
-        health = StoreHealth()
-        with health.tolerate():
-            stored = self._entry(key)
-            reported = stored is not None and stored.fingerprint == token_fingerprint
-            in_table = self._unsealed(key, stored) if stored is not None and reported else None
-            minted = [token.minted_at for token in (in_table, self._memory.token(key))
-                      if token is not None and token.fingerprint == token_fingerprint]
-            now = self._clock()
-            reportable_from = max(minted, default=0.0) + self._settings.min_report_age_seconds
-            if now < reportable_from:
-                raise SlowDown(retry_after=max(1, math.ceil(reportable_from - now)))
-            dropped_from_memory = self._memory.drop(key, token_fingerprint)
-            # An entry naming the token that does not unseal holds nothing worth keeping, whatever its stored_at.
-            minted_before = None if reported and in_table is None else now - self._settings.min_report_age_seconds
-            return self._store.delete_if_fingerprint(key, token_fingerprint, minted_before) or dropped_from_memory
-        raise DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5)
-
-    def _unsealed(self, key: TokenKey, stored: StoredToken) -> CachedToken | None:
-        """The entry's token, or None when it does not unseal (edited, moved, or planted)."""
-        try:
-            return self._store.unseal(key, stored)
-        except EntryRejected:
-            return None
-
-    def _entry(self, key: TokenKey) -> StoredToken | None:
+    def _entry(self, key: TokenKey) -> StoredToken | PaidReplacement | None:
         """The key's table entry; None when there is none or it is malformed (it holds no token)."""
         try:
             return self._store.get(key)
@@ -220,32 +191,47 @@ class TokenSource:
 
     def _table_still_holds(self, key: TokenKey, token: CachedToken, health: StoreHealth) -> bool:
         """Re-check an entry whose memory trust ran out: has it been invalidated or replaced?"""
-        with health.tolerate():
+        try:
             held = self._entry(key)
-            if held is None or held.fingerprint != token.fingerprint:
-                return False
-            self._memory.renew_trust(key)
-        return True  # the table holds it, or cannot say: keep serving what we have
+        except StoreUnavailable as outage:
+            health.note(outage)
+            return True  # the table cannot say: keep serving what we have
+        if not isinstance(held, StoredToken) or held.fingerprint != token.fingerprint:
+            return False
+        self._memory.renew_trust(key)
+        return True
 
     def _from_table_or_upstream(self, lookup: Lookup) -> Vended:
         try:
             while lookup.health.table_answers:
-                with lookup.health.tolerate():
+                try:
                     if hit := self._table_hit(lookup):
                         return hit
                     if lookup.lease_held:
                         break  # a miss under our own lease: fetch
                     self._take_lease_or_wait(lookup)
+                except StoreUnavailable as outage:
+                    lookup.health.note(outage)  # DynamoDB out: the loop ends and we fetch without lease or budget;
+                    #                             KMS out: the table's token cannot be served, the next round fetches
             return self._fetch(lookup)
         finally:
-            if lookup.lease_held and lookup.health.table_answers:
-                with lookup.health.tolerate():  # else it runs out on its own
-                    self._store.release_lease(lookup.key, lookup.owner)
+            self._release_lease(lookup)
+
+    def _release_lease(self, lookup: Lookup) -> None:
+        if not (lookup.lease_held and lookup.health.table_answers):
+            return
+        try:
+            self._store.release_lease(lookup.key, lookup.owner)
+        except StoreUnavailable as outage:
+            lookup.health.note(outage)  # the lease runs out on its own
 
     def _table_hit(self, lookup: Lookup) -> Vended | None:
         """The table's token if it may be served (unsealed only then); None for a miss."""
         stored = self._read_table(lookup)
         now = self._clock()
+        if isinstance(stored, PaidReplacement):
+            lookup.paid_by = stored.paid_by  # a reported token's place: its reporter paid for the next mint
+            return None
         if stored is None or stored.fingerprint in lookup.unsealable or not lookup.health.kms_answers:
             return None
         if not stored.servable(now, lookup.min_ttl):
@@ -259,7 +245,7 @@ class TokenSource:
         self._memory.put(lookup.key, token)
         return Vended(token, "table", token.whole_seconds_left(now), lookup.key.holder)
 
-    def _read_table(self, lookup: Lookup) -> StoredToken | None:
+    def _read_table(self, lookup: Lookup) -> StoredToken | PaidReplacement | None:
         try:
             return self._store.get(lookup.key)
         except EntryRejected as problem:  # malformed: a miss, which the fetch overwrites
@@ -285,22 +271,22 @@ class TokenSource:
         lookup.wait = min(lookup.wait * 2, LONGEST_WAIT_SECONDS)
 
     def _fetch(self, lookup: Lookup) -> Vended:
-        config, key = lookup.config, lookup.key
-        self._guard.admit(config, key, lookup.order.caller, lookup.health)
-        try:
-            issued = self._endpoint.fetch(config.client_id, config.client_secret, lookup.order.request.scopes)
-        except VendingError as error:
-            self._guard.failed(config, key, error, lookup.health)
-            raise
-        self._guard.succeeded(config, lookup.health)
+        config, key, scopes = lookup.config, lookup.key, lookup.order.request.scopes
+        payer = lookup.order.payer if lookup.paid_by is None else None  # a reporter paid already
+        issued = self._guard.fetch(config, key, payer, lookup.health,
+                                   lambda: self._endpoint.fetch(config.client_id, config.client_secret, scopes))
         token = _minted(lookup, issued, self._clock())
         stored = False
         if lookup.health.table_answers and lookup.health.kms_answers:
-            with lookup.health.tolerate():
+            try:
                 self._store.put(key, token, config.version_id)
                 stored = True
+            except StoreUnavailable as outage:
+                lookup.health.note(outage)  # served from memory alone; other containers fetch their own
         self._memory.put(key, token)
-        return Vended(token, "upstream", issued.expires_in, key.holder, stored, issued.default_lifetime)
+        charged_to = lookup.paid_by if lookup.paid_by is not None else lookup.order.payer or ""
+        return Vended(token, "upstream", issued.expires_in, key.holder, stored, issued.default_lifetime,
+                      charged_to, prepaid=lookup.paid_by is not None)
 
 
 def _minted(lookup: Lookup, issued: IssuedToken, now: float) -> CachedToken:

@@ -63,11 +63,15 @@ def test_eight_cold_containers_missing_one_key_make_one_upstream_request(lam: La
     assert len(tokens) == 1
 
 
+# A lease that runs out soon, and a fetch deadline within it (a container refuses settings without that).
+SHORT_LEASE = {"LEASE_SECONDS": "3", "TOKEN_FETCH_DEADLINE_SECONDS": "2.5"}
+
+
 @pytest.mark.slow
 def test_a_lease_holder_that_dies_is_taken_over_when_its_lease_runs_out(lam: Lambda, tmp_path: Path,
                                                                        settings_env) -> None:  # type: ignore[no-untyped-def]
     lam.stack.token_endpoint.delay = 30  # the holder will be stuck upstream when it is killed
-    [(holder, _)] = start_cold_containers(lam.stack, lam.api_event(), 1, tmp_path, start_in=0, LEASE_SECONDS="3")
+    [(holder, _)] = start_cold_containers(lam.stack, lam.api_event(), 1, tmp_path, start_in=0, **SHORT_LEASE)
     deadline = time.monotonic() + 120  # a bound for a broken holder, not a timing expectation
     while lam.stack.token_endpoint.request_count == 0:  # it holds the lease and waits on the endpoint
         assert time.monotonic() < deadline, "the holder never asked the token endpoint"
@@ -75,7 +79,7 @@ def test_a_lease_holder_that_dies_is_taken_over_when_its_lease_runs_out(lam: Lam
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     lam.stack.token_endpoint.delay = 0
-    settings_env(LEASE_SECONDS=3, LEASE_WAIT_SECONDS=8)
+    settings_env(**SHORT_LEASE, LEASE_WAIT_SECONDS="8")
 
     answer = lam.vend()
 

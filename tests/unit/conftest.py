@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from token_vending.app_config import AppConfig, parse_app_config
-from token_vending.token_store import GuardTable, TokenStore
+from token_vending.token_store import TokenStore
 from token_vending.tokens import CachedToken, TokenKey
+from token_vending.upstream_guard import GuardTable
 
 from devstack.local_aws import KEY_ALIAS, TABLE_NAME
 from devstack.stack import LocalStack

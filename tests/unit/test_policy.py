@@ -209,9 +209,6 @@ def test_assumed_role_session_matches_its_role(session: str, role: str) -> None:
             id="session-role-is-the-path",
         ),
         pytest.param(
-            f"arn:aws:sts::{ACCOUNT}:assumed-role/Billing-Service/s", ROLE, id="different-case"
-        ),
-        pytest.param(
             f"arn:aws:iam::{ACCOUNT}:user/billing-service", ROLE, id="user-with-role-name"
         ),
     ],
@@ -346,3 +343,29 @@ def test_invalid_scope_is_not_access_denied() -> None:
 @pytest.mark.parametrize("path", ["team#1", "dept~a", "a!b", "x*y"])
 def test_role_with_any_legal_path_character_matches_its_session(path: str) -> None:
     assert caller_matches(SESSION, f"arn:aws:iam::{ACCOUNT}:role/{path}/billing-service")
+
+
+@pytest.mark.parametrize(("caller", "allowed"), [
+    (f"arn:aws:sts::{ACCOUNT}:assumed-role/Billing-Service/s", ROLE),
+    (f"arn:aws:sts::{ACCOUNT}:assumed-role/billing-service/s", f"arn:aws:iam::{ACCOUNT}:role/BILLING-SERVICE"),
+    (f"arn:aws:iam::{ACCOUNT}:user/ops/Alice", f"arn:aws:iam::{ACCOUNT}:user/ops/alice"),
+])
+def test_role_and_user_names_match_ignoring_case_as_iam_compares_them(caller: str, allowed: str) -> None:
+    assert caller_matches(caller, allowed)
+
+
+def test_a_holder_is_the_same_whichever_case_the_name_arrives_in() -> None:
+    holders = {Caller.parse(f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/s").holder
+               for name in ("billing-service", "Billing-Service", "BILLING-SERVICE")}
+    users = {Caller.parse(f"arn:aws:iam::{ACCOUNT}:user/ops/{name}").holder for name in ("alice", "Alice")}
+    assert len(holders) == 1 and len(users) == 1
+
+
+def test_the_federated_users_of_an_account_share_one_budget_holder_and_keep_their_own_tokens() -> None:
+    alice, bob = (Caller.parse(f"arn:aws:sts::{ACCOUNT}:federated-user/{name}") for name in ("alice", "bob"))
+    role = Caller.parse(f"arn:aws:sts::{ACCOUNT}:assumed-role/billing-service/s")
+
+    assert alice.holder != bob.holder  # a token per name
+    assert alice.budget_holder == bob.budget_holder == f"arn:aws:sts::{ACCOUNT}:federated-user"
+    assert role.budget_holder == role.holder  # a role's sessions already share their role's
+    assert CallerPolicy.parse([ACCOUNT]).admits(alice)  # an account entry admits its federated users

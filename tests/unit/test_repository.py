@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 import tomllib
@@ -87,3 +88,21 @@ def test_no_function_of_the_function_takes_more_than_six_parameters_self_include
                 too_many.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {count}")
 
     assert too_many == []
+
+
+def test_the_functions_modules_import_each_other_without_a_cycle() -> None:
+    # Every import between the modules counts, whether at the top, under TYPE_CHECKING or inside a function.
+    package = ROOT / "functions" / "token_vending"
+    imports = {path.stem: {node.module.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                           if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+               for path in package.glob("*.py")}
+
+    def cycle_from(module: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        for imported in sorted(imports.get(module, ())):
+            if imported in path:
+                return (*path[path.index(imported):], imported)
+            if found := cycle_from(imported, (*path, imported)):
+                return found
+        return None
+
+    assert [cycle for module in sorted(imports) if (cycle := cycle_from(module, (module,)))] == []

@@ -81,7 +81,8 @@ print(json.dumps({"at_init": at_init, "before_snapshot": before_snapshot, "same_
 
 def test_the_snapshot_holds_the_lazy_imports_and_a_restore_forgets_memory() -> None:
     env = {**os.environ, "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start", "AWS_DEFAULT_REGION": "us-east-1",
-           "POWERTOOLS_TRACE_DISABLED": "true", "PYTHONPATH": str(ROOT / "functions")}
+           "POWERTOOLS_TRACE_DISABLED": "true", "PYTHONPATH": str(ROOT / "functions"),
+           "TOKEN_TABLE_NAME": "tokens", "TOKEN_KMS_KEY_ID": "alias/tokens"}  # settings a container accepts
 
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120,
                           check=True)

@@ -1,19 +1,29 @@
 """TokenStore against a real moto server: token items and their one parser, the seal that binds what decides
-serving, leases, remembered failures, mint counters, and StoreHealth, where a request records an outage once."""
+serving, a reported token's paid place, leases, and what a failure of DynamoDB or KMS surfaces as: an outage
+(StoreUnavailable, which a request notes once in StoreHealth) or a misconfiguration (ServiceMisconfigured)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from token_vending.errors import StoreUnavailable
+from token_vending.errors import Dependency, ServiceMisconfigured, StoreUnavailable
 from token_vending.observability import take_metrics
-from token_vending.token_store import EntryRejected, StoreHealth, parse_token_item, sealing_context
+from token_vending.request_input import MAX_SCOPES, parse_token_request
+from token_vending.store_health import StoreHealth
+from token_vending.token_store import (
+    KMS_CONTEXT_LIMIT,
+    EntryRejected,
+    PaidReplacement,
+    TokenStore,
+    parse_token_item,
+    sealing_context,
+)
 from token_vending.tokens import CachedToken, TokenKey, fingerprint
-from token_vending.upstream_guard import Cooldown, CooldownKind
 
-from devstack.local_aws import TABLE_NAME
+from devstack.local_aws import KEY_ALIAS, TABLE_NAME
 
 from .conftest import START, Aws
 
@@ -115,14 +125,25 @@ def test_listing_reads_every_token_entry_without_its_sealed_token_and_skips_what
         ("demo", fingerprint(ACCESS_TOKEN), b"")]
 
 
-def test_a_report_drops_the_entry_only_while_it_holds_that_token_minted_before_the_cutoff(aws: Aws) -> None:
+def test_a_report_puts_a_paid_place_only_while_the_entry_holds_that_token_minted_before_the_cutoff(
+        aws: Aws) -> None:
     store = aws.store()
     store.put(KEY, token(), "v1")
+    stored = store.get(KEY)
+    assert stored is not None and not isinstance(stored, PaidReplacement)
+    another = replace(stored, fingerprint=fingerprint("sgm_another"))
 
-    assert not store.delete_if_fingerprint(KEY, fingerprint("sgm_another"), minted_before=START + 60)
-    assert not store.delete_if_fingerprint(KEY, fingerprint(ACCESS_TOKEN), minted_before=START - 1)
-    assert store.delete_if_fingerprint(KEY, fingerprint(ACCESS_TOKEN), minted_before=START)
-    assert store.get(KEY) is None
+    assert not store.replace_reported(KEY, another, minted_before=START + 60, paid_by="reporter")
+    assert not store.replace_reported(KEY, stored, minted_before=START - 1, paid_by="reporter")
+    assert store.replace_reported(KEY, stored, minted_before=START, paid_by="arn:reporter")
+
+    assert store.get(KEY) == PaidReplacement("arn:reporter")
+    assert list(store.entries()) == []  # no token to list or refresh
+    [marker] = aws.items("token#")
+    assert int(marker["ttl"]["N"]) > stored.expires_at  # it lasts as long as the token would have
+    store.put(KEY, token("sgm_replacement"), "v1")  # the replacement overwrites it
+    replaced = store.get(KEY)
+    assert isinstance(replaced, type(stored)) and replaced.fingerprint == fingerprint("sgm_replacement")
 
 
 def test_a_lease_is_one_holders_until_released_or_run_out(aws: Aws) -> None:
@@ -136,28 +157,6 @@ def test_a_lease_is_one_holders_until_released_or_run_out(aws: Aws) -> None:
     assert store.try_acquire_lease(KEY, "third", 12) is None
     aws.clock.advance(12.001)
     assert store.try_acquire_lease(KEY, "fourth", 12) is None  # the third's ran out: taken over
-
-
-def test_a_remembered_failure_round_trips_and_is_forgotten(aws: Aws) -> None:
-    store = aws.guard_table()
-    cooldown = Cooldown(CooldownKind.FAILING, START + 20, streak=3)
-    store.remember_cooldown("demo", "v1", cooldown)
-
-    assert store.cooldown("demo", "v1") == cooldown
-    assert store.cooldown("demo", "v2") is None
-    store.forget_cooldown("demo", "v1")
-    assert store.cooldown("demo", "v1") is None
-
-
-def test_mint_counters_count_to_their_limit_per_budget_and_clock_hour(aws: Aws) -> None:
-    store = aws.guard_table()
-
-    assert [store.count_mint("demo", 2) for _ in range(3)] == [1, 2, None]
-    assert store.count_mint("other", 2) == 1
-    aws.clock.advance(3600)
-    assert store.count_mint("demo", 2) == 1
-    [counter] = [item for item in aws.items("mints#demo#") if item["count"]["N"] == "1"]
-    assert int(counter["ttl"]["N"]) > aws.clock()  # DynamoDB removes it after the hour
 
 
 def test_an_outage_is_store_unavailable_naming_the_service_and_the_error_only(aws: Aws) -> None:
@@ -175,16 +174,50 @@ def test_an_outage_is_store_unavailable_naming_the_service_and_the_error_only(aw
     assert (kms_down.value.dependency, str(kms_down.value)) == ("kms", "ServiceUnavailable")
 
 
-def test_store_health_records_each_failed_service_once_and_goes_on(aws: Aws) -> None:
+def test_store_health_records_each_failed_service_once(aws: Aws) -> None:
     store = aws.store()
     health = StoreHealth()
     take_metrics()
 
     with aws.stack.moto.outage("dynamodb"):
         for _ in range(3):
-            with health.tolerate():
+            try:
                 store.get(KEY)
-                pytest.fail("the block ends at the failure")
+            except StoreUnavailable as outage:
+                health.note(outage)
 
     assert not health.table_answers and health.kms_answers
     assert take_metrics() == ({"Degraded_dynamodb": 1, "DegradedDependency": 1}, {})
+
+
+@pytest.mark.parametrize(("table", "key_id", "code"), [
+    ("no-such-table", KEY_ALIAS, "ResourceNotFoundException"),  # DynamoDB: no such table
+    ("", KEY_ALIAS, "ParamValidationError"),  # botocore refuses an empty table name before any request
+    (TABLE_NAME, "alias/no-such-key", "NotFoundException"),  # KMS: no such key
+])
+def test_a_misconfiguration_is_not_an_outage_but_names_the_service_and_the_error_code(
+        aws: Aws, table: str, key_id: str, code: str) -> None:
+    dynamodb, kms = aws.stack.client("dynamodb"), aws.stack.client("kms")
+    store = TokenStore(lambda: dynamodb, lambda: kms, table, key_id, clock=aws.clock)
+
+    with pytest.raises(ServiceMisconfigured) as refused:
+        store.put(KEY, token(), "v1")
+
+    assert refused.value.error_code == code
+    assert refused.value.dependency is (Dependency.KMS if key_id != KEY_ALIAS else Dependency.DYNAMODB)
+    assert (refused.value.status, refused.value.code) == (500, "internal_error")
+
+
+def test_the_largest_request_the_function_accepts_seals_within_the_kms_context_limit() -> None:
+    # 32 scopes of 256 characters, a long holder ARN (a user on a long path), the longest app name.
+    scopes = [f"{n:02d}" + "s" * 254 for n in range(MAX_SCOPES)]
+    request = parse_token_request("a" * 64, scopes)
+    holder = "arn:aws-us-gov:iam::111122223333:user/" + "p/" * 250 + "u" * 64
+    key = TokenKey(request.app, request.scope, "0123456789abcdef", holder)
+    longest = CachedToken(access_token="t", token_type="b" * 64, scope=request.scope, expires_at=10**11,
+                          renewal_blocked=True, minted_at=10**11)
+
+    context = sealing_context(key, longest)
+
+    assert sum(len(name) + len(value) for name, value in context.items()) <= KMS_CONTEXT_LIMIT
+    assert context["scope"] != sealing_context(key._replace(scope=request.scope[:-1] + "x"), longest)["scope"]

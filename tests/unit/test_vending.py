@@ -4,6 +4,7 @@ the test moves (waiting costs no real time)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -13,6 +14,7 @@ from token_vending.errors import SlowDown, TokenInProgress, UnknownApp
 from token_vending.memory_cache import MemoryCache
 from token_vending.observability import take_metrics
 from token_vending.policy import Caller
+from token_vending.reports import TokenReports
 from token_vending.request_input import parse_token_request
 from token_vending.settings import Settings
 from token_vending.token_endpoint import TokenEndpoint
@@ -27,7 +29,7 @@ from .conftest import CALLER_ARN, START, Aws
 SETTINGS = Settings(min_report_age_seconds=60)
 CALLER = Caller.parse(CALLER_ARN)
 REQUEST = parse_token_request("demo", ["cx.agent-calls"])
-ORDER = TokenOrder(REQUEST, CALLER.holder, CALLER.holder)  # what a vend by CALLER orders of an app per caller
+ORDER = TokenOrder(REQUEST, CALLER.holder, CALLER.budget_holder)  # what a vend by CALLER orders of an app per caller
 
 
 def endpoint(aws: Aws) -> TokenEndpoint:
@@ -43,11 +45,14 @@ def source(aws: Aws, sleep: Any = None, guard: UpstreamGuard | None = None) -> T
 
 
 def vendor(aws: Aws) -> TokenVendor:
-    """A new container's TokenVendor, its TokenSource sharing its guard as the container wires them."""
+    """A new container's TokenVendor, as the container wires it."""
     configs = AppConfigStore(lambda: aws.stack.client("secretsmanager"),
                              replace(SETTINGS, secret_prefix=SECRET_PREFIX, token_url=aws.stack.token_endpoint.url))
+    memory = MemoryCache(SETTINGS.memory_trust_seconds, clock=aws.clock)
+    store = aws.store()
     guard = UpstreamGuard(SETTINGS, aws.guard_table(), clock=aws.clock)
-    return TokenVendor(configs, guard, endpoint(aws), source(aws, guard=guard))
+    tokens = TokenSource(SETTINGS, store, memory, endpoint(aws), guard, clock=aws.clock, sleep=aws.clock.sleep)
+    return TokenVendor(configs, tokens, TokenReports(SETTINGS, store, memory, guard, clock=aws.clock))
 
 
 def key(config: AppConfig, order: TokenOrder = ORDER) -> TokenKey:
@@ -67,21 +72,20 @@ def config(aws: Aws) -> AppConfig:
     return config
 
 
-def test_a_miss_reads_the_table_takes_the_lease_reads_again_then_fetches_stores_and_releases(
+def test_a_miss_takes_the_lease_fetches_once_spends_both_budgets_stores_and_releases(
         aws: Aws, config: AppConfig) -> None:
     vended = source(aws).token_for(config, ORDER)
 
-    assert (vended.source, vended.stored) == ("upstream", True)
+    assert (vended.source, vended.stored, vended.charged_to) == ("upstream", True, CALLER.budget_holder)
     assert aws.stack.token_endpoint.request_count == 1
-    assert aws.stack.moto.calls == [
-        "dynamodb.GetItem",  # the table: a miss
-        "dynamodb.PutItem",  # the lease: ours
-        "dynamodb.GetItem",  # the table again, under the lease: still a miss
-        "dynamodb.GetItem",  # the guard: a failure another container shared?
-        "dynamodb.UpdateItem", "dynamodb.UpdateItem",  # the budgets: the caller's, then the app's
-        "kms.Encrypt", "dynamodb.PutItem",  # the token, sealed, stored
-        "dynamodb.DeleteItem",  # the lease, released
-    ]
+    assert Counter(aws.stack.moto.calls) == {
+        "dynamodb.GetItem": 3,  # the table, again under the lease, and the guard's shared failures
+        "dynamodb.PutItem": 2,  # the lease, and the stored token
+        "dynamodb.UpdateItem": 2,  # the budgets: the caller's and the app's
+        "kms.Encrypt": 1,  # the token, sealed
+        "dynamodb.DeleteItem": 1,  # the lease, released
+    }
+    assert aws.items("lease#") == []
 
 
 def test_memory_then_the_table_in_a_new_container(aws: Aws, config: AppConfig) -> None:
@@ -221,10 +225,15 @@ def test_a_report_drops_the_reported_token_once_it_is_old_enough(aws: Aws, confi
         vending.report(REQUEST, CALLER, reported)
     assert too_soon.value.retry_after == 60
     aws.clock.advance(60)
-    assert vending.report(REQUEST, CALLER, fingerprint("sgm_some-other-token")) == (False, CALLER.holder)
-    assert vending.report(REQUEST, CALLER, reported) == (True, CALLER.holder)
-    assert aws.items("token#") == []
-    assert vending.vend(REQUEST, CALLER).token != vended.token
+    assert vending.report(REQUEST, CALLER, fingerprint("sgm_some-other-token")) == (False, CALLER.holder, "")
+    assert vending.report(REQUEST, CALLER, reported) == (True, CALLER.holder, CALLER.budget_holder)
+    [place] = aws.items("token#")
+    assert (place["kind"]["S"], place["paid_by"]["S"]) == ("paid", CALLER.budget_holder)
+    replacement = vending.vend(REQUEST, CALLER)
+    assert replacement.token != vended.token
+    assert (replacement.charged_to, replacement.prepaid) == (CALLER.budget_holder, True)
+    caller_budget = [item for item in aws.items("mints#demo#caller#")]
+    assert [item["count"]["N"] for item in caller_budget] == ["2"]  # the first mint and the report, not the replacement
 
 
 def test_an_unknown_app_is_remembered_and_answered_without_asking_again(aws: Aws, config: AppConfig) -> None:
@@ -236,3 +245,35 @@ def test_an_unknown_app_is_remembered_and_answered_without_asking_again(aws: Aws
             vending.vend(ghost, CALLER)
 
     assert aws.stack.moto.calls == ["secretsmanager.GetSecretValue"]
+
+
+class CountingGuard(UpstreamGuard):
+    """The guard, counting how often a request enters it."""
+
+    entries = 0
+
+    def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        self.entries += 1
+        return super().fetch(*args, **kwargs)
+
+    def charge_report(self, *args: Any, **kwargs: Any) -> None:
+        self.entries += 1
+        super().charge_report(*args, **kwargs)
+
+
+def test_a_vend_enters_the_guard_at_most_twice_even_when_the_credentials_rotate(aws: Aws, config: AppConfig) -> None:
+    configs = AppConfigStore(lambda: aws.stack.client("secretsmanager"),
+                             replace(SETTINGS, secret_prefix=SECRET_PREFIX, token_url=aws.stack.token_endpoint.url))
+    guard = CountingGuard(SETTINGS, aws.guard_table(), clock=aws.clock)
+    store, memory = aws.store(), MemoryCache(SETTINGS.memory_trust_seconds, clock=aws.clock)
+    tokens = TokenSource(SETTINGS, store, memory, endpoint(aws), guard, clock=aws.clock, sleep=aws.clock.sleep)
+    vending = TokenVendor(configs, tokens, TokenReports(SETTINGS, store, memory, guard, clock=aws.clock))
+    configs.get("demo")  # the old credentials, in memory
+    aws.stack.token_endpoint.clients.clear()  # which the endpoint now rejects: they were rotated
+    aws.app()  # the new ones, which it accepts
+
+    rotated = vending.vend(REQUEST, CALLER)  # rejected with the old ones, read again, fetched with the new ones
+    hit = vending.vend(REQUEST, CALLER)
+
+    assert rotated.source == "upstream" and hit.source == "memory"
+    assert guard.entries == 2
