@@ -6,9 +6,15 @@ routes: `audit` ("vend" | "report"), `caller` (IAM ARN, or null), `app`, `scope`
 role for a session, else its ARN; empty when the app shares its tokens; on answers
 after authorization), `budget` (on mint_limit_reached: "app" or "caller"),
 `fingerprint` (when a token was involved), `source` (memory | table | upstream, for
-ok vends) and `correlation_id` (API Gateway's request id); and one warning line with
-`upstream_failure` (the kind) and `app` for every failed request to the token
-endpoint. Logs Insights finds JSON fields by name.
+ok vends), `charged_to` (whose hourly budget an answer spent: on a vend that minted, the
+caller's budget holder, or the reporter's when `prepaid`; on a report that dropped the
+token, the reporter's), `budget_holder` (on mint_limit_reached: the holder whose budget is
+spent, "" for the app's) and `correlation_id` (API Gateway's request id). The scheduled run writes one record per mint
+it asks for (`audit` "schedule", `caller` and `charged_to` "schedule", `holder`, `source`).
+There is one warning line with `upstream_failure` (the kind) and `app` for every failed
+request to the token endpoint, and one "mint limit reached for this hour" (`app`, `budget`,
+`holder`, `limit`) when a container first finds a budget spent. Logs Insights finds JSON
+fields by name.
 
 A token belongs to a holder, so what was vended is counted per holder; who asked (a refusal,
 one request's history) is named by its caller.
@@ -51,6 +57,29 @@ QUERIES: dict[str, str] = {
         f'filter fingerprint = "{FINGERPRINT_PLACEHOLDER}"',
         "| fields @timestamp, message, audit, outcome, status, caller, holder, app, scope, source, correlation_id",
         "| sort @timestamp asc",
+    ]),
+    # The budget is gone: who spent it? Mints (upstream token requests that issued a token) per hour, app and
+    # the holder whose budget paid: a caller's vends, a reporter's reports (the mints replacing the tokens it
+    # dropped), or "schedule" (the pre-warm, which spends the app's budget only).
+    "MintsByHolderAndApp": "\n".join([
+        'filter source = "upstream" and ispresent(charged_to)',
+        "| stats count(*) as mints, min(@timestamp) as first_mint, max(@timestamp) as last_mint "
+        "by bin(1h) as hour, app, charged_to",
+        "| sort hour desc, mints desc",
+    ]),
+    # Refusals by a spent budget, per app, budget (app | caller) and the budget's holder: for a caller's budget,
+    # the holder that spent it ("" for the app's: MintsByHolderAndApp names who spent that).
+    "BudgetRefusals": "\n".join([
+        'filter outcome = "mint_limit_reached"',
+        "| stats count(*) as refusals, min(@timestamp) as first_seen, max(@timestamp) as last_seen "
+        "by app, budget, budget_holder",
+        "| sort refusals desc",
+    ]),
+    # When each budget ran out: the warning a container logs the first time it finds one spent.
+    "MintLimitWarnings": "\n".join([
+        'filter message = "mint limit reached for this hour"',
+        "| stats count(*) as warnings, min(@timestamp) as first_reached by app, budget, holder, limit",
+        "| sort first_reached desc",
     ]),
     # Failed requests to Sangoma's token endpoint, per app and kind (unreachable, timeout, http_503, ...).
     "UpstreamFailures": "\n".join([

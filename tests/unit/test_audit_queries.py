@@ -19,9 +19,9 @@ SESSION = "arn:aws:sts::111122223333:assumed-role/billing-service/task-1"
 USER = "arn:aws:iam::111122223333:user/ops"
 
 
-def test_the_four_saved_queries_exist_under_the_names_the_template_uses() -> None:
+def test_the_saved_queries_exist_under_the_names_the_template_uses() -> None:
     assert set(QUERIES) == {"VendsByHolderAndApp", "RefusalsByCallerAndReason", "FingerprintHistory",
-                            "UpstreamFailures"}
+                            "MintsByHolderAndApp", "BudgetRefusals", "MintLimitWarnings", "UpstreamFailures"}
 
 
 def test_each_query_reads_the_audit_fields_the_function_writes() -> None:

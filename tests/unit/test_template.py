@@ -279,7 +279,8 @@ def test_alarms_cover_upstream_errors_5xx_prewarm_failures_function_errors_and_t
 
 def _dashboard_metrics(resources: dict[str, Any]) -> list[tuple[str, str]]:
     body = resources["OperationsDashboard"]["Properties"]["DashboardBody"]["Sub"]
-    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    numbers = re.sub(r"(?<=: )\$\{[^}]+\}", "0", body)  # a parameter standing for a number: a budget line
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", numbers))["widgets"]
     found = []
     for widget in widgets:
         namespace = name = ""
@@ -333,8 +334,18 @@ def test_dashboard_and_alarms_use_only_metrics_the_function_emits(resources: dic
     assert ours - emitted == set()
     # What an operator looks at first.
     for wanted in ("SoonestTokenExpiry", "PrewarmFailed", "UpstreamLatency", "Vend_ok", "CacheTier_memory",
-                   "UpstreamRequests", "UpstreamErrors"):
+                   "UpstreamRequests", "UpstreamErrors", "MintLimitReached"):
         assert wanted in ours
+
+
+def test_the_dashboard_shows_mints_per_hour_beside_both_budgets(resources: dict[str, Any]) -> None:
+    body = resources["OperationsDashboard"]["Properties"]["DashboardBody"]["Sub"]
+    unquoted = re.sub(r"(?<=: )\$\{([^}]+)\}", r'"\1"', body)  # a number: name its parameter
+    [mints] = [widget for widget in json.loads(re.sub(r"\$\{[^}]+\}", "x", unquoted))["widgets"]
+               if widget["properties"].get("annotations")]
+    assert mints["properties"]["period"] == 3600 and mints["properties"]["metrics"][0][1] == "UpstreamRequests"
+    budgets = {line["value"] for line in mints["properties"]["annotations"]["horizontal"]}
+    assert budgets == {"MaxMintsPerAppPerHour", "MaxMintsPerCallerPerHour"}  # the stack's own parameters
 
 
 def test_every_scan_suppression_says_why(resources: dict[str, Any]) -> None:
