@@ -40,7 +40,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     common.add_argument("--region", default=os.environ.get(REGION_VARIABLE),
                         help=f"signing region (default: ${REGION_VARIABLE}, else from an execute-api URL, else "
                              "$AWS_REGION, else $AWS_DEFAULT_REGION or the profile's, else us-east-1 for a "
-                             "loopback URL such as the local gateway's)")
+                             "plain http loopback URL such as the local gateway's)")
     common.add_argument("--profile", help="AWS profile for the credentials (default: botocore's default chain)")
     commands.add_parser("get", parents=[common], help="print a token answer as JSON")
     report = commands.add_parser("report", parents=[common], help="report a token a CX API rejected")
