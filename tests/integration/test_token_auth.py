@@ -4,20 +4,26 @@ through the local SigV4 gateway by the real handler (moto, the stub token endpoi
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 
 import botocore.session
 import pytest
 import requests
-from sangoma_token_client import TokenAuth, TokenClient, TokenVendingError
+from sangoma_token_client import TokenAuth, TokenClient, TokenVendingError, fingerprint
 
-from devstack.gateway import LocalGateway, Principal
+from devstack.gateway import LocalGateway, Principal, load_credentials
+from tests.documents import ROOT, blocks
 
 from .conftest import CALLER_SESSION, SCOPES, Lambda
 from .cx_api import CxApiStub
+from .operator_commands import shell_env
+from .test_serve import Served
 
 KEY, SECRET = "AKIATESTTOKENAUTH001", "test-token-auth-secret"
+DEMO_KEY = "AKIALOCALDEMO0000001"  # make serve's key for the local demo caller (devstack/local-credentials.json)
 
 
 @pytest.fixture
@@ -209,3 +215,42 @@ def test_the_token_never_reaches_a_log_line(session: requests.Session, client: T
     assert caplog.records  # urllib3 and the function did log, at DEBUG
     assert not [token for token in tokens if token in caplog.text]
     assert tokens[1] not in repr(session.auth)
+
+
+# -- the README's example, as written, against make serve -----------------------------------------
+
+
+def test_the_readmes_token_auth_example_calls_a_cx_api_through_make_serve(
+        cx: CxApiStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    [example] = [block for block in blocks("python") if "TokenAuth" in block.body]
+    assert len([line for line in example.body.splitlines() if line.strip()]) == 5
+    served = Served()
+    try:
+        onboarded = subprocess.run(["bash", "-c", 'make apps ARGS="put billing examples/app-secret.json" LOCAL=1'],
+                                   cwd=ROOT, env=shell_env(), capture_output=True, text=True, timeout=300,
+                                   check=False)
+        assert onboarded.returncode == 0, onboarded.stderr
+        # The caller's shell: the local demo key (its principal is in the example app's allowed_callers).
+        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", DEMO_KEY)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", load_credentials()[DEMO_KEY].secret_access_key)
+        monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+        namespace = {"vending_url": served.gateway_url, "cx_api_url": cx.url}
+
+        exec(compile(example.body, example.document, "exec"), namespace)  # noqa: S102 - the documentation's own
+
+        listed = subprocess.run(["bash", "-c", "make tokens LOCAL=1"], cwd=ROOT, env=shell_env(),
+                                capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        served.stop()
+    calls = namespace["calls"]
+    assert calls.status_code == 200
+    assert calls.json()["path"] == "/v1/calls"
+    [received] = cx.received
+    assert received.token and received.token.startswith("sgm_")
+    # The token the CX API saw is the one make serve's stack vended for billing to the demo key's principal.
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if " billing " in line]
+    assert fingerprint(received.token) in row
+    assert "arn:aws:iam::111122223333:user/local-demo-caller" in row

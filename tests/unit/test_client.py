@@ -289,3 +289,15 @@ def test_the_layer_build_ships_only_the_package_code(tmp_path: Path) -> None:
                 for name in package if name.endswith(".py")}
     assert shipped == package | bytecode
     assert {"python/sangoma_token_client/__init__.py", "python/sangoma_token_client/py.typed"} <= shipped
+
+
+def test_the_command_line_says_when_to_come_back_in_seconds_and_on_the_clock() -> None:
+    from datetime import UTC, datetime
+
+    from sangoma_token_client.cli import _when_to_come_back
+
+    now = datetime(2026, 12, 6, 14, 0, 3, tzinfo=UTC)
+    assert _when_to_come_back(60, now) == "retry after 60 s, at 14:01:03 UTC"
+    assert _when_to_come_back(480, now) == "retry after 480 s (8 min), at 14:08:03 UTC"
+    assert _when_to_come_back(0.4, now) == "retry after 0 s, at 14:00:03 UTC"
+    assert _when_to_come_back(None, now) == "retry later (the service did not say when)"
