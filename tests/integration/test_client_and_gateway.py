@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -634,9 +634,74 @@ def test_cli_report_takes_the_token_on_stdin(gateway: LocalGateway) -> None:
                      "--token-stdin", stdin=answer["access_token"] + "\n")
 
     assert result.returncode == 0, result.stderr
-    assert (result.stdout, result.stderr) == ("", "")
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"reported {answer['fingerprint']} for demo (cx.agent-calls cx.queue-calls): "
+                                    "dropped if it is still the token the service hands you")
+    assert answer["access_token"] not in result.stderr
     assert gateway.requests[-1] == (
         f"DELETE /apps/demo/token?fingerprint={answer['fingerprint']}&scope=cx.agent-calls%20cx.queue-calls", 204)
+
+
+def retry_at(stderr: str, seconds: int) -> datetime:
+    """The time in the CLI's `retry after N s..., at HH:MM:SS UTC` line, as today's (or tomorrow's) instant."""
+    match = re.search(rf"^retry after {seconds} s(?: \({seconds // 60} min\))?, at (\d\d:\d\d:\d\d) UTC$", stderr,
+                      re.M)
+    assert match, stderr
+    return datetime.strptime(match.group(1), "%H:%M:%S").replace(tzinfo=UTC)
+
+
+def seconds_of_day(moment: datetime) -> int:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second
+
+
+@pytest.mark.parametrize("seconds", [60, 480])
+def test_cli_get_says_when_to_come_back_and_exits_3_on_a_503(gateway: LocalGateway, lam: Lambda,
+                                                               seconds: int) -> None:
+    # A service owner tells "retry in a minute" from "retry in eight".
+    lam.stack.token_endpoint.queue(Reply(503, "busy", headers={"Retry-After": str(seconds)}))
+    before = datetime.now(UTC)
+
+    result = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES)
+
+    after = datetime.now(UTC)
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: upstream_unavailable: ")
+    at = seconds_of_day(retry_at(result.stderr, seconds))
+    # The time printed is the answer's time plus the seconds (on the clock, modulo midnight).
+    window = {seconds_of_day(before + timedelta(seconds=seconds + step)) for step in
+              range(int((after - before).total_seconds()) + 2)}
+    assert at in window
+
+
+def test_cli_report_refused_as_too_early_says_so_and_when_and_exits_3(gateway: LocalGateway,
+                                                                     settings_env: Any) -> None:
+    settings_env(MIN_REPORT_AGE_SECONDS=3600)
+    answer = json.loads(run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES).stdout)
+
+    result = run_cli("report", "--url", gateway.url, "--app", "demo", "--scope", SCOPES,
+                     "--fingerprint", answer["fingerprint"])
+
+    assert result.returncode == 3
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: slow_down: ")
+    assert lines[1].startswith("refused as too early: the token is younger than the service's minimum report age, "
+                               "so it is kept")
+    assert re.fullmatch(r"retry after (3600 s \(60 min\)|359\d s \(60 min\)), at \d\d:\d\d:\d\d UTC", lines[2])
+    assert [status for _, status in gateway.requests] == [200, 429]  # asked once: not waited for
+
+
+def test_cli_a_spent_mint_budget_is_come_back_later_too(gateway: LocalGateway, settings_env: Any) -> None:
+    settings_env(MAX_MINTS_PER_APP_PER_HOUR=1)
+    answer = json.loads(run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES).stdout)
+    assert run_cli("report", "--url", gateway.url, "--app", "demo", "--scope", SCOPES,
+                   "--fingerprint", answer["fingerprint"]).returncode == 0  # dropped: the next get must mint
+
+    result = run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES)
+
+    assert result.returncode == 3
+    assert result.stderr.startswith("error: mint_limit_reached: ")
+    assert re.search(r"^retry after \d+ s.*, at \d\d:\d\d:\d\d UTC$", result.stderr, re.M), result.stderr
 
 
 def test_cli_refuses_plain_http_to_another_machine_before_signing_anything() -> None:
@@ -708,9 +773,10 @@ def test_env_vars_file_points_sam_local_invoke_at_the_serve_stack() -> None:
     overrides = json.loads((ROOT / "events" / "env.json").read_text())["TokenVendingFunction"]
     declared = resource("TokenVendingFunction")["Properties"]["Environment"]["Variables"]
 
-    # sam local invoke ignores --env-vars entries the template does not declare.
+    # sam local invoke ignores --env-vars entries the template does not declare, and the template declares no
+    # AWS_* variable: the SDK's endpoint comes from the image it is invoked with (docs/operations.md).
     assert set(overrides) <= set(declared)
-    assert overrides["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{serve.MOTO_PORT}"
+    assert not [name for name in overrides if name.startswith("AWS_")]
     assert overrides["TOKEN_URL"] == f"http://host.docker.internal:{serve.TOKEN_STUB_PORT}/oauth/token"
     assert (overrides["TOKEN_TABLE_NAME"], overrides["TOKEN_KMS_KEY_ID"], overrides["SECRET_PREFIX"]) == (
         TABLE_NAME, KEY_ALIAS, SECRET_PREFIX)

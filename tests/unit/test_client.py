@@ -197,6 +197,31 @@ def test_a_loopback_url_signs_for_the_local_stack_whatever_the_shell_says(
     assert TokenClient("http://127.0.0.1:8710").region == "us-east-1"
 
 
+@pytest.mark.parametrize("url", ["https://127.0.0.1:8443/v1", "https://localhost:8443", "https://[::1]/v1"])
+def test_an_https_url_to_this_machine_signs_for_the_configured_region_not_the_local_stacks(
+        no_region_configured: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> None:
+    # Not make serve's gateway (that is plain http): a tunnel or proxy to a deployed API in the configured region.
+    state = tmp_path / ".local-stack.json"
+    state.write_text('{"moto_port": 8711, "token_port": 8712, "gateway_port": 8710, "region": "eu-north-1", '
+                     '"pid": 1}')
+    monkeypatch.setenv("SANGOMA_LOCAL_STACK_FILE", str(state))
+    assert TokenClient(url).region is None  # nothing configured: no_region when it signs, never the file's
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert TokenClient(url).region == "eu-west-1"
+    assert TokenClient("http://127.0.0.1:8710").region == "eu-north-1"  # plain http loopback: the local stack's
+
+
+def test_importing_the_package_does_not_import_requests() -> None:
+    # A Lambda runtime has no requests: only TokenAuth needs it, and only those who use it import it.
+    code = ("import sys, sangoma_token_client as c; assert 'requests' not in sys.modules; "
+            "from sangoma_token_client import TokenAuth; assert 'requests' in sys.modules; print(TokenAuth.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "TokenAuth\n"
+
+
 def test_a_profiles_region_is_used_for_a_named_profile(no_region_configured: Path) -> None:
     no_region_configured.write_text("[profile ops]\nregion = eu-north-1\n")
 
@@ -219,18 +244,24 @@ CLIENT = ROOT / "layers" / "client"
 PACKAGE = CLIENT / "python" / "sangoma_token_client"
 
 
+def third_party_imports(source: Path) -> set[str]:
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+    return imported - set(sys.stdlib_module_names) - {"__future__"}
+
+
 def test_the_package_declares_exactly_what_it_imports() -> None:
     project = tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]
-    imported: set[str] = set()
-    for source in PACKAGE.glob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Import):
-                imported.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    names = lambda requirements: {re.split(r"[<>=!~ ;\[]", requirement)[0] for requirement in requirements}  # noqa: E731
+    core = set().union(*(third_party_imports(source) for source in PACKAGE.glob("*.py") if source.name != "auth.py"))
 
-    assert {re.split(r"[<>=!~ ;\[]", requirement)[0] for requirement in project["dependencies"]} == third_party
+    assert names(project["dependencies"]) == core
+    # TokenAuth alone needs requests: an extra, so that a Lambda function's client needs nothing the runtime lacks.
+    assert names(project["optional-dependencies"]["requests"]) == third_party_imports(PACKAGE / "auth.py") - core
 
 
 def test_the_dev_venv_imports_the_installed_package_from_anywhere(tmp_path: Path) -> None:
@@ -258,3 +289,15 @@ def test_the_layer_build_ships_only_the_package_code(tmp_path: Path) -> None:
                 for name in package if name.endswith(".py")}
     assert shipped == package | bytecode
     assert {"python/sangoma_token_client/__init__.py", "python/sangoma_token_client/py.typed"} <= shipped
+
+
+def test_the_command_line_says_when_to_come_back_in_seconds_and_on_the_clock() -> None:
+    from datetime import UTC, datetime
+
+    from sangoma_token_client.cli import _when_to_come_back
+
+    now = datetime(2026, 12, 6, 14, 0, 3, tzinfo=UTC)
+    assert _when_to_come_back(60, now) == "retry after 60 s, at 14:01:03 UTC"
+    assert _when_to_come_back(480, now) == "retry after 480 s (8 min), at 14:08:03 UTC"
+    assert _when_to_come_back(0.4, now) == "retry after 0 s, at 14:00:03 UTC"
+    assert _when_to_come_back(None, now) == "retry later (the service did not say when)"

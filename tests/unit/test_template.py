@@ -39,6 +39,20 @@ def test_names_others_rely_on_are_kept(template: dict[str, Any], function: dict[
             "SECRET_CACHE_SECONDS", "REFRESH_BEFORE_SECONDS"} <= set(function["Environment"]["Variables"])
 
 
+def test_no_function_environment_overrides_what_a_runtime_or_an_emulator_injects(template: dict[str, Any]) -> None:
+    # An AWS_ENDPOINT_URL, even an empty one, overrides the endpoint an emulator (LocalStack) gives the SDK;
+    # AWS_* as a whole is the runtime's and the SDK's (region, credentials, config files, endpoints).
+    environments = {"Globals": template["Globals"]["Function"].get("Environment", {})}
+    environments.update({name: resource["Properties"].get("Environment", {})
+                         for name, resource in template["Resources"].items()
+                         if resource["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function")})
+    assert "TokenVendingFunction" in environments
+
+    declared = {name: sorted(environment.get("Variables", {})) for name, environment in environments.items()}
+    assert {name: [variable for variable in variables if variable.upper().startswith("AWS_")]
+            for name, variables in declared.items()} == {name: [] for name in declared}
+
+
 def test_refresh_window_is_a_parameter_of_seven_days(template: dict[str, Any], function: dict[str, Any]) -> None:
     assert function["Environment"]["Variables"]["REFRESH_BEFORE_SECONDS"] == {"Ref": "RefreshBeforeSeconds"}
     assert template["Parameters"]["RefreshBeforeSeconds"]["Default"] == 7 * 86_400

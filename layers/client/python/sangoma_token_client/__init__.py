@@ -8,10 +8,16 @@
     if cx_api_answered_401:
         report_rejected("billing", "cx.agent-calls cx.queue-calls", token)
 
+or, with requests, let a session do all of that (TokenAuth: the header, and on a
+401 a report, a new token and one resend):
+
+    session = requests.Session()
+    session.auth = TokenAuth(TokenClient(vending_url), "billing", "cx.agent-calls cx.queue-calls")
+
 The module-level functions share one TokenClient for the URL in
 SANGOMA_TOKEN_VENDING_URL (signing region: SANGOMA_TOKEN_VENDING_REGION, else the
 execute-api URL's, else AWS_REGION, else AWS_DEFAULT_REGION or the profile's, else
-us-east-1 for the local gateway on a loopback address); build a TokenClient
+us-east-1 for the local gateway on a plain http loopback URL); build a TokenClient
 yourself for anything else.
 Every failure raises TokenVendingError with `error` and `error_description`.
 """
@@ -21,11 +27,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .client import Token, TokenClient, fingerprint, normalize_scopes
 from .errors import TokenVendingError
 
-__all__ = ["Token", "TokenClient", "TokenVendingError", "default_client", "fingerprint", "get_token",
+if TYPE_CHECKING:
+    from .auth import TokenAuth
+
+__all__ = ["Token", "TokenAuth", "TokenClient", "TokenVendingError", "default_client", "fingerprint", "get_token",
            "normalize_scopes", "report_rejected"]
 
 URL_VARIABLE = "SANGOMA_TOKEN_VENDING_URL"
@@ -53,3 +63,12 @@ def get_token(app: str, scopes: str | Iterable[str]) -> Token:
 
 def report_rejected(app: str, scopes: str | Iterable[str], token: Token | str) -> None:
     default_client().report_rejected(app, scopes, token)
+
+
+def __getattr__(name: str) -> Any:
+    # TokenAuth needs requests, which a Lambda runtime lacks: imported only by those who ask for it (PEP 562).
+    if name == "TokenAuth":
+        from .auth import TokenAuth
+
+        return TokenAuth
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,6 +40,9 @@ LOCAL_REGION = "us-east-1"
 LOCAL_STACK_FILE_VARIABLE = "SANGOMA_LOCAL_STACK_FILE"
 LOCAL_STACK_FILE = ".local-stack.json"  # in the repository root, where make serve and its commands run
 RETRYABLE_STATUSES = frozenset({429, 503})
+# The service's refusal of a report about a token minted moments ago (429 with Retry-After): waiting and
+# reporting again would drop a token the CX API refused for another reason (a scope): the caller decides.
+TOO_EARLY = "slow_down"
 # Connection failures that happen before the service saw the request: safe to retry.
 RETRYABLE_ERRORS = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
                     urllib3.exceptions.ProtocolError)
@@ -189,7 +192,7 @@ class TokenClient:
             if 200 <= response.status < 300:
                 return response
             error = _error_from(response)
-            if response.status not in RETRYABLE_STATUSES or last:
+            if response.status not in RETRYABLE_STATUSES or error.error == TOO_EARLY or last:
                 raise error
             wait = self._backoff(attempt) if error.retry_after is None else error.retry_after
             if wait > self.max_retry_wait_seconds:
@@ -249,13 +252,15 @@ def _token_from(response: urllib3.BaseHTTPResponse, asked_scope: str) -> tuple[T
 
 
 def _resolve_region(url: str, session: botocore.session.Session) -> str | None:
-    """The signing region when none is passed: an execute-api URL names it; a loopback URL is the local gateway,
-    which accepts its local stack's region whatever the shell is set up for; else AWS_REGION (which botocore's
-    configuration ignores), else AWS_DEFAULT_REGION or the profile's region. None when nothing says."""
+    """The signing region when none is passed: an execute-api URL names it; a plain http loopback URL is the
+    local gateway, which accepts its local stack's region whatever the shell is set up for; else AWS_REGION
+    (which botocore's configuration ignores), else AWS_DEFAULT_REGION or the profile's region. None when
+    nothing says. Only plain http reads the local stack's file: an https URL, even to this machine, is not
+    `make serve`'s gateway (a tunnel or proxy to a deployed API), and signs for the configured region."""
     match = EXECUTE_API_HOST.match(url)
     if match:
         return match.group(1)
-    if _is_loopback(url):
+    if _is_local_gateway(url):
         return _local_stack_region()
     configured = os.environ.get("AWS_REGION") or session.get_config_variable("region")
     return str(configured) if configured else None
@@ -286,6 +291,11 @@ def _require_safe_url(url: str) -> None:
     if parts.scheme == "http" and not _is_loopback(url):
         raise TokenVendingError("insecure_url", "plain http is only for a loopback address (localhost, "
                                                 "127.0.0.0/8, ::1); use the service's https:// URL")
+
+
+def _is_local_gateway(url: str) -> bool:
+    """Where `make serve`'s gateway listens: plain http on a loopback address."""
+    return urlsplit(url).scheme == "http" and _is_loopback(url)
 
 
 def _is_loopback(url: str) -> bool:
