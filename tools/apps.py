@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -499,5 +501,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAKE_ARGS = "--make-args"
+
+
+def make_argv(argv: list[str], environ: Mapping[str, str] = os.environ) -> list[str]:
+    """`make apps ARGS="..."` hands ARGS over in the environment (the Makefile never pastes a value into shell
+    text), marked by a first argument --make-args: its words, split as a shell splits them (quotes included), but
+    with nothing expanded or run; a word starting with ~/ starts in your home directory, as in a shell."""
+    if not argv or argv[0] != MAKE_ARGS:
+        return argv
+    try:
+        words = shlex.split(environ.get("ARGS", ""))
+    except ValueError as error:  # an unclosed quote
+        raise ToolError(f"ARGS: {error}: quote it as you would in a shell") from None
+    return [os.path.expanduser(word) if word.startswith("~/") else word for word in words] + argv[1:]
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        command_line = make_argv(sys.argv[1:])
+    except ToolError as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(command_line))
