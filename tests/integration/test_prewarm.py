@@ -328,3 +328,86 @@ def test_a_scheduled_event_with_a_minimal_context_object(expiring: Lambda) -> No
     expiring.vend()
 
     assert counts(lambda_handler(scheduled_event(), MinimalContext())) == summary(refreshed=1)
+
+
+# -- what the run tells the operator: audit records, entries that can never be served, stale entries -----------
+
+SCHEDULE_RECORD = {"audit", "caller", "charged_to", "app", "scope", "holder", "outcome"}
+
+
+def schedule_records(logs: str) -> list[dict[str, Any]]:
+    lines = (json.loads(text) for text in logs.splitlines() if text.startswith("{"))
+    return [line for line in lines if line.get("audit") == "schedule"]
+
+
+def test_each_mint_the_run_asks_for_leaves_one_audit_record_without_the_token(expiring: Lambda,
+                                                                            captured_logs: Any) -> None:
+    lam = expiring
+    lam.vend()  # the role's token, due for refresh
+    lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
+    lam.stack.add_app("billing", allowed_callers=[CALLER_ROLE], register_with_endpoint=False)  # invalid_client
+    captured_logs()
+
+    run(lam, [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE},
+              {"app": "billing", "scope": SCOPES, "caller": CALLER_ROLE}])
+
+    logs = captured_logs()
+    records = sorted(schedule_records(logs), key=lambda record: (record["app"], record["scope"]))
+    holder = "arn:aws:sts::111122223333:assumed-role/billing-service"
+    assert [(record["app"], record["scope"], record["outcome"]) for record in records] == [
+        ("billing", SCOPES, "upstream_error"), ("demo", "cx.agent-calls", "ok"), ("demo", SCOPES, "ok")]
+    for record in records:
+        assert (record["caller"], record["charged_to"], record["holder"]) == ("schedule", "schedule", holder)
+        minted = record["outcome"] == "ok"
+        assert set(record) >= SCHEDULE_RECORD | ({"source", "fingerprint"} if minted else set())
+        assert ("source" in record, "fingerprint" in record) == (minted, minted)
+    lam.new_container()
+    assert lam.vend(scope="cx.agent-calls").body["fingerprint"] == records[1]["fingerprint"]
+    for received in lam.stack.token_endpoint.received:
+        assert (received.client_secret or "") not in logs
+    assert "sgm_" not in logs  # the stub's tokens start so
+
+
+def test_a_mint_the_app_budget_refuses_is_audited_with_the_budget(lam: Lambda, settings_env: Any,
+                                                                  captured_logs: Any) -> None:
+    from .test_minting_bounds import spend_the_budget
+
+    settings_env(MAX_MINTS_PER_APP_PER_HOUR=1)
+    spend_the_budget(lam.stack, "demo", 1)
+
+    answer = answer_of(lam, [{"app": "demo", "scope": SCOPES, "caller": CALLER_ROLE}])
+
+    assert answer["reasons"] == {"skipped:mint_limit_reached": 1}
+    [record] = schedule_records(captured_logs())
+    assert record["outcome"] == "mint_limit_reached" and record["budget"] == "app"
+    assert "source" not in record and "fingerprint" not in record  # nothing was minted
+
+
+def test_listed_entries_that_can_never_be_served_fail_so_the_alarm_fires(lam: Lambda, captured_logs: Any) -> None:
+    listed = [{"app": "demo", "scope": SCOPES},  # the app gives each caller its own token: whose?
+              {"app": "ghost", "scope": SCOPES, "caller": CALLER_ROLE},  # no such app
+              {"app": "demo", "scope": SCOPES, "caller": "arn:aws:iam::111122223333:role/stranger"}]  # not admitted
+
+    answer = answer_of(lam, listed)
+
+    assert counts(answer) == summary(failed=3)
+    assert answer["reasons"] == {"failed:caller_not_admitted": 1, "failed:no_caller": 1, "failed:unknown_app": 1}
+    lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
+    [emf] = [line for line in lines if "_aws" in line]
+    assert metric(emf, "PrewarmFailed") == 3  # PrewarmFailuresAlarm: PrewarmFailed >= 1 in the hour
+    assert lam.stack.token_endpoint.request_count == 0
+    assert schedule_records(json.dumps(lines)) == []  # nothing was asked for
+
+
+def test_entries_of_a_mode_the_app_no_longer_uses_are_stale_not_skipped_every_run(lam: Lambda) -> None:
+    from .test_per_caller import share_tokens
+
+    lam.vend()  # the role's own token
+    share_tokens(lam.stack)  # the app now shares its tokens: the role's entry is no longer served
+
+    answers = [answer_of(lam), answer_of(lam)]
+
+    for answer in answers:
+        assert counts(answer) == summary()  # neither skipped nor failed, run after run
+        assert answer["stale"] == {"now_shared": 1}
+    assert lam.stack.token_endpoint.request_count == 1
