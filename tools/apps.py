@@ -115,11 +115,8 @@ def put(args: argparse.Namespace, out: TextIO) -> int:
         with aws_errors("secretsmanager CreateSecret"):
             version = manager.create_secret(**created)["VersionId"]
         print(f"created {name} (version {version}) in {target.where}", file=out)
-        url = target.vending_url or "<VendingUrl>"
-        smoke_variables = "".join(f" {name}={value}" for name, value in (("REGION", args.region),
-                                                                           ("PROFILE", args.profile)) if value)
-        print(f"callers in allowed_callers can vend {app}'s tokens now: make smoke URL={url} APP={app} "
-              f"SCOPE=<scope>{'' if target.local else smoke_variables}", file=out)
+        print(f"callers in allowed_callers can vend {app}'s tokens now: {_smoke_command(target, args, app, text)}",
+              file=out)
         _kms_note(args.kms_key, out)
         return 0
     if described.get("DeletedDate"):
@@ -208,6 +205,24 @@ def _describe_change(old: AppConfig | None, new: AppConfig, out: TextIO) -> None
             print(f"  + {name}: {added}", file=out)
         for removed in sorted(set(before) - set(after)):
             print(f"  - {name}: {removed}", file=out)
+
+
+def _smoke_command(target: targets.Target, args: argparse.Namespace, app: str, text: str) -> str:
+    """`make smoke` for the app just stored, as it works pasted: its scopes, the stack's VendingUrl (a quoted
+    placeholder where the stack cannot tell), and locally the demo caller's keys that make serve's gateway takes."""
+    scopes = [scope for scope in json.loads(text).get("allowed_scopes") or [] if isinstance(scope, str)]
+    scope = shlex.quote(" ".join(scopes) or "<scope>")
+    if target.local:
+        from .smoke import local_keys
+
+        return f"{local_keys()} make smoke URL={target.vending_url} APP={app} SCOPE={scope}"
+    try:
+        url = shlex.quote(targets.stack_output(target, target.stack, "VendingUrl"))
+    except ToolError:
+        url = shlex.quote("<the stack's VendingUrl output>")
+    variables = "".join(f" {name}={shlex.quote(value)}" for name, value in (("REGION", args.region),
+                                                                           ("PROFILE", args.profile)) if value)
+    return f"make smoke URL={url} APP={app} SCOPE={scope}{variables}"
 
 
 def _kms_note(kms_key: str | None, out: TextIO) -> None:

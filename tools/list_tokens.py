@@ -130,7 +130,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         entries = list(store.entries())
     except Exception as error:  # StoreUnavailable: the message names only the error code
         raise ToolError(f"cannot read table {table}: {error}") from None
-    printable = rows(entries, time.time(), ServedMarks(target, os.environ.get("TOKEN_URL")).mark)
+    where = targets.make_variables(argparse.Namespace(local=args.local, stack=args.stack, prefix=None,
+                                                      region=args.region, profile=args.profile))
+    printable = rows(entries, time.time(), ServedMarks(target, os.environ.get("TOKEN_URL"), where).mark)
     if args.app:
         printable = [row for row in printable if row["app"] == args.app]
     if args.json:
@@ -148,8 +150,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 class ServedMarks:
     """Whether the function still serves an entry, from its app's current secret (read once per app)."""
 
-    def __init__(self, target: targets.Target, token_url: str | None) -> None:
+    def __init__(self, target: targets.Target, token_url: str | None, where: str = "") -> None:
         self._target = target
+        self._where = where  # the make variables of the commands its notes name (` LOCAL=1`, ` STACK=...`)
         # The endpoint is part of every credential id: the function's ($TOKEN_URL), else the stack's TokenUrl.
         self._token_url = token_url if not target.local and token_url else targets.stack_token_url(target)
         self._configs: dict[str, AppConfig | str | None] = {}  # None: no secret; a string: why it is unknown
@@ -188,7 +191,7 @@ class ServedMarks:
             return parse_app_config(app, answer.get("SecretString"), answer.get("VersionId", ""), token_url)
         except ConfigurationError:
             self._note(f"SERVED is ? for {app}: its secret is unusable (the function answers 500 for it): "
-                       f"make apps ARGS=\"show {app}\"")
+                       f"make apps ARGS=\"show {app}\"{self._where}")
             return "unusable"
 
     @staticmethod
