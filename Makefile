@@ -116,12 +116,13 @@ smoke: $(VENV)/.installed ## vend once with your own AWS credentials, check the 
 	@$(PY) -m tools.smoke --url "$$URL" --app "$$APP" --scope "$$SCOPE" $(if $(REGION),--region "$$REGION") \
 	  $(if $(PROFILE),--profile "$$PROFILE") $(if $(FUNCTION),--function "$$FUNCTION")
 
-# Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
+# Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000. The function's
+# settings are make variables too, for rehearsals: make serve SECRET_CACHE_SECONDS=1 MAX_MINTS_PER_CALLER_PER_HOUR=2
 GATEWAY_PORT ?= 8710
 MOTO_PORT ?= 8711
 TOKEN_STUB_PORT ?= 8712
 export GATEWAY_PORT MOTO_PORT TOKEN_STUB_PORT
-serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl-C (ports: GATEWAY_PORT ...)
+serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl-C (GATEWAY_PORT ..., SECRET_CACHE_SECONDS ...)
 	$(PY) -m devstack.serve --gateway-port "$$GATEWAY_PORT" --moto-port "$$MOTO_PORT" --token-port "$$TOKEN_STUB_PORT"
 
 # Compiles the bytecode with CPython 3.13: stops, saying how to get one, where there is none. Runs only when a

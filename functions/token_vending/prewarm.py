@@ -290,31 +290,25 @@ class _Run:
         request = target.request
         config = self._config(request.app)
         if isinstance(config, UnknownApp):
-            self._never_served(target, config.code, config.description)
+            _never_served(self._summary, target, config.code, config.description)
             return
         if isinstance(config, VendingError):
             self._summary.count("failed", config.code)  # logged where it was read
             return
         holder = _holder_of(config, target)
         if holder is None:
-            self._never_served(target, "no_caller", "the app gives each caller its own token: name the caller")
+            _never_served(self._summary, target, "no_caller",
+                          "the app gives each caller its own token: name the caller")
             return
         key = TokenKey(request.app, request.scope, config.credential_id, holder)
         if key in self._expiries:
             return  # cached: the refresh pass has looked after it
         refused = _refused(config, holder, request.scopes)
         if refused:
-            self._never_served(target, refused.value, f"no caller of {holder or 'the app'} may have this token")
+            _never_served(self._summary, target, refused.value,
+                          f"no caller of {holder or 'the app'} may have this token")
             return
         self._fetch(config, TokenOrder(request, holder), key, "minted", min_ttl=None)
-
-    def _never_served(self, target: Target, reason: str, problem: str) -> None:
-        """A listed entry that no run can mint (or that its app's configuration does not let it): failed, so the
-        alarm says the list needs fixing, rather than a skip nobody sees."""
-        logger.warning("pre-warm entry can never be served", extra={
-            "app": target.request.app, "scope": target.request.scope, "caller": target.caller, "reason": reason,
-            "problem": problem})
-        self._summary.count("failed", reason)
 
     def _fetch(self, config: AppConfig, order: TokenOrder, key: TokenKey, outcome: str,
                min_ttl: float | None) -> None:
@@ -370,6 +364,15 @@ class _Run:
 
     def _out_of_time(self) -> bool:
         return self._time_left_ms is not None and self._time_left_ms() < TIME_RESERVE_SECONDS * 1000
+
+
+def _never_served(summary: Summary, target: Target, reason: str, problem: str) -> None:
+    """A listed entry that no run can mint (its app's configuration does not let it): failed, so the alarm says
+    the list needs fixing, rather than a skip nobody sees."""
+    logger.warning("pre-warm entry can never be served", extra={
+        "app": target.request.app, "scope": target.request.scope, "caller": target.caller, "reason": reason,
+        "problem": problem})
+    summary.count("failed", reason)
 
 
 SCHEDULE = "schedule"  # the scheduled run, as an audit record's caller and payer
