@@ -11,6 +11,18 @@ LAMBDA_VENV := .venv-lambda
 LAMBDA_PYTHON_TOOL := tools/lambda-python
 PIP_FLAGS := --quiet --disable-pip-version-check
 
+# A value given on the command line (APP=..., ENV=..., ARGS=..., a port, a function setting) is data, never make or
+# shell text: it keeps its text as written (make expands no $(...) in it) and reaches its command through the
+# environment, quoted ("$$APP"), or as an argument list (ARGS, split by the tool itself), so no backquote or $(...)
+# in a value runs. Recipes therefore never paste such a value into a command: they test it ($(if $(APP),...)) and
+# hand it over as "$$APP".
+# The values the operator targets take (a function setting for `make serve` is taken from the command line alone).
+OPERATOR_VALUES := ENV PARAMS DRY_RUN URL APP SCOPE FUNCTION REGION PROFILE STACK TABLE SECRET_PREFIX LOCAL ARGS \
+  CALLERS SINCE EVENT GATEWAY_PORT MOTO_PORT TOKEN_STUB_PORT
+literal_value = $(eval override $(1) := $$(value $(1)))$(eval export $(1))
+$(foreach name,$(.VARIABLES),$(if $(filter command line,$(origin $(name))),$(call literal_value,$(name))))
+$(foreach name,$(OPERATOR_VALUES),$(if $(filter environment,$(origin $(name))),$(call literal_value,$(name))))
+
 .DEFAULT_GOAL := help
 .PHONY: help demo test lint unit integration artifact validate scan build deploy-check deploy serve invoke bench tokens apps smoke clean
 
@@ -92,33 +104,37 @@ artifact: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the built artifa
 # TABLE=), or LOCAL=1 for `make serve`'s stack.
 # Cached tokens, soonest expiry first (never the token); CALLERS=1 adds who received each (audit log, SINCE=7d).
 tokens: $(VENV)/.installed ## cached tokens: STACK=name or TABLE=name (AWS), or LOCAL=1; CALLERS=1 SINCE=7d
-	@$(PY) -m tools.list_tokens $(if $(TABLE),--table $(TABLE)) $(if $(STACK),--stack $(STACK)) $(if $(LOCAL),--local) \
-	  $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE)) $(if $(APP),--app $(APP)) \
-	  $(if $(CALLERS),--callers) $(if $(SINCE),--since $(SINCE))
+	@$(PY) -m tools.list_tokens $(if $(TABLE),--table "$$TABLE") $(if $(STACK),--stack "$$STACK") $(if $(LOCAL),--local) \
+	  $(if $(REGION),--region "$$REGION") $(if $(PROFILE),--profile "$$PROFILE") $(if $(APP),--app "$$APP") \
+	  $(if $(CALLERS),--callers) $(if $(SINCE),--since "$$SINCE")
 
 apps: $(VENV)/.installed ## app secrets: ARGS="validate FILE | put APP FILE | show APP | list | check APP ... | remove APP"
-	@$(PY) -m tools.apps $(ARGS) $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK)) \
-	  $(if $(SECRET_PREFIX),--prefix $(SECRET_PREFIX)) $(if $(REGION),--region $(REGION)) $(if $(PROFILE),--profile $(PROFILE))
+	@$(PY) -m tools.apps --make-args $(if $(LOCAL),--local) $(if $(STACK),--stack "$$STACK") \
+	  $(if $(SECRET_PREFIX),--prefix "$$SECRET_PREFIX") $(if $(REGION),--region "$$REGION") $(if $(PROFILE),--profile "$$PROFILE")
 
 smoke: $(VENV)/.installed ## vend once with your own AWS credentials, check the alias live: URL=VendingUrl APP=app SCOPE="a b" [REGION=r]
-	@$(PY) -m tools.smoke --url "$(URL)" --app "$(APP)" --scope "$(SCOPE)" $(if $(REGION),--region $(REGION)) \
-	  $(if $(PROFILE),--profile $(PROFILE)) $(if $(FUNCTION),--function "$(FUNCTION)")
+	@$(PY) -m tools.smoke --url "$$URL" --app "$$APP" --scope "$$SCOPE" $(if $(REGION),--region "$$REGION") \
+	  $(if $(PROFILE),--profile "$$PROFILE") $(if $(FUNCTION),--function "$$FUNCTION")
 
-# Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000
+# Fixed ports (events/env.json names the moto and stub ones); override: make serve GATEWAY_PORT=9000. The function's
+# settings are make variables too, for rehearsals: make serve SECRET_CACHE_SECONDS=1 MAX_MINTS_PER_CALLER_PER_HOUR=2
 GATEWAY_PORT ?= 8710
 MOTO_PORT ?= 8711
 TOKEN_STUB_PORT ?= 8712
-serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl-C (ports: GATEWAY_PORT ...)
-	$(PY) -m devstack.serve --gateway-port $(GATEWAY_PORT) --moto-port $(MOTO_PORT) --token-port $(TOKEN_STUB_PORT)
+export GATEWAY_PORT MOTO_PORT TOKEN_STUB_PORT
+serve: $(VENV)/.installed ## local stack + SigV4 gateway on 127.0.0.1 until Ctrl-C (GATEWAY_PORT ..., SECRET_CACHE_SECONDS ...)
+	$(PY) -m devstack.serve --gateway-port "$$GATEWAY_PORT" --moto-port "$$MOTO_PORT" --token-port "$$TOKEN_STUB_PORT"
 
 # Compiles the bytecode with CPython 3.13: stops, saying how to get one, where there is none. Runs only when a
 # source changed since the last build; its output goes to stderr (make invoke's stdout is the function's answer).
 BUILT := .aws-sam/build/template.yaml
+BUILD_DIR = $(abspath $(dir $(BUILT)))
+export SAM BUILD_DIR
 BUILD_SOURCES := template.yaml samconfig.toml $(LAMBDA_PYTHON_TOOL) $(shell find functions layers -type f \
 	-not -path '*/__pycache__/*' -not -path '*.egg-info/*' -not -path 'layers/client/build/*' -not -name '*.pyc')
 $(BUILT): $(BUILD_SOURCES) $(SAM_VENV)/.installed
 	@echo "sam build: the function and its layers, into .aws-sam/build" >&2
-	@PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build >&2
+	@PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" "$$SAM" build >&2
 	@touch $@
 
 build: $(BUILT) ## sam build (when a source changed): the function and layers, with 3.13 bytecode, into .aws-sam/build
@@ -129,17 +145,19 @@ deploy-check: build ## the built template through the SAM transform per paramete
 	$(SAM_VENV)/bin/python -m tools.deploy_check
 
 # Stops before building on a missing or unknown ENV, or a PARAMS name the template lacks; never needs Docker.
-# PARAMS is read from the environment (make puts command-line variables there), so its quotes stay as written.
+# ENV and PARAMS are read from the environment, so PARAMS's quotes stay as written.
 deploy: $(SAM_VENV)/.installed ## build, then sam deploy with the build's Revision: ENV=dev [PARAMS="Key=Value ..."] [DRY_RUN=1]
-	@$(SAM_VENV)/bin/python -m tools.deploy check "$(ENV)" --params "$$PARAMS"
+	@$(SAM_VENV)/bin/python -m tools.deploy check "$$ENV" --params "$$PARAMS"
 	$(MAKE) --no-print-directory build
-	$(SAM_VENV)/bin/python -m tools.deploy run "$(ENV)" --params "$$PARAMS" --sam "$(SAM)" $(if $(DRY_RUN),--dry-run)
+	$(SAM_VENV)/bin/python -m tools.deploy run "$$ENV" --params "$$PARAMS" --sam "$$SAM" --build-dir "$$BUILD_DIR" \
+	  $(if $(DRY_RUN),--dry-run)
 
 # Like `sam local invoke`, without Docker: against `make serve`'s stack when it runs, else an embedded one.
 EVENT ?= events/vend.json
+export EVENT
 # Its stdout is the function's answer alone (pipe it to jq); log lines, REPORT and any build go to stderr.
 invoke: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## run the built function once on 3.13 under the runtime client: EVENT=events/vend.json
-	@$(PY) -m devstack.invoke $(EVENT)
+	@$(PY) -m devstack.invoke "$$EVENT"
 
 # The cold start and warm figures run the built artifact, so it builds first.
 bench: $(VENV)/.installed build $(LAMBDA_VENV)/.installed ## the performance figures, printed as one table (a few minutes)

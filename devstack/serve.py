@@ -7,6 +7,12 @@ with one line naming it. While it runs, `.local-stack.json` says where it listen
 (devstack/local_state.py), so `make tokens LOCAL=1` and `make apps ... LOCAL=1` find it.
 The stub token endpoint accepts the credentials of every app whose secret is in
 the local stack, so an app onboarded with `make apps ... LOCAL=1` vends too.
+
+The function's settings (functions/token_vending/settings.py, docs/operations.md's
+Configuration) are make variables too, for rehearsing what is bound to time or a budget:
+`make serve SECRET_CACHE_SECONDS=1 MAX_MINTS_PER_CALLER_PER_HOUR=2 MIN_REPORT_AGE_SECONDS=0`.
+They are checked before anything starts, and those that differ from the defaults are printed.
+The four that say where the stack is (STACK_SETTINGS) are make serve's own.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Mapping
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import local_state
-from .gateway import DEMO_CREDENTIALS, SERVICE, LocalGateway, Principal, load_credentials, quote_query_value
+from .gateway import DEMO_CREDENTIALS, ROOT, SERVICE, LocalGateway, Principal, load_credentials, quote_query_value
 from .local_aws import REGION
 from .stack import DEFAULT_SCOPES, LocalStack
 
@@ -32,6 +40,32 @@ DEMO_ACCESS_KEY = "AKIALOCALDEMO0000001"
 EXAMPLE_SECRET = "examples/app-secret.json"
 # The caller in events/*.json, so `sam local invoke -e events/vend.json` against this stack vends too.
 EVENTS_CALLER = "arn:aws:iam::111122223333:role/billing-service"
+# Settings that point the function at the local stack: make serve sets them, whatever the environment says.
+STACK_SETTINGS = ("TOKEN_TABLE_NAME", "TOKEN_KMS_KEY_ID", "SECRET_PREFIX", "TOKEN_URL")
+
+
+def chosen_settings(env: Mapping[str, str]) -> list[str]:
+    """`NAME=value (default D)` for each function setting the environment (make's command line) sets to other than
+    its default; ValueError names one that is not a usable value."""
+    if str(ROOT / "functions") not in sys.path:  # the function's own declaration of its settings
+        sys.path.insert(0, str(ROOT / "functions"))
+    from token_vending.settings import Settings
+
+    given = {name: value for name, value in env.items() if name not in STACK_SETTINGS}
+    for declared in fields(Settings):  # one at a time first, so that a refusal names the variable
+        name = declared.name.upper()
+        try:
+            Settings.from_env({name: given.get(name, "")})
+        except ValueError as error:
+            raise ValueError(f"{name}={given[name]}: {error}") from None
+    chosen = Settings.from_env(given)
+    # The rules the function checks when a container starts, with the local stack's table, key and prefix.
+    problems = replace(chosen, token_table_name="local", token_kms_key_id="local").problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    defaults = asdict(Settings())
+    return [f"{declared.name.upper()}={getattr(chosen, declared.name)} (default {defaults[declared.name]})"
+            for declared in fields(Settings) if getattr(chosen, declared.name) != defaults[declared.name]]
 
 
 def busy_ports(ports: dict[str, int]) -> str | None:
@@ -48,8 +82,20 @@ def busy_ports(ports: dict[str, int]) -> str | None:
         seen[port] = variable
     if not problems:
         return None
-    choose = " ".join(f"{variable}=<free port>" for variable in ports if any(variable in p for p in problems))
+    taken = set(ports.values())
+    choose = " ".join(f"{variable}={_free_port_after(port, taken)}" for variable, port in ports.items()
+                      if any(variable in problem for problem in problems))
     return f"make serve: {'; '.join(problems)}: choose another, e.g. make serve {choose}"
+
+
+def _free_port_after(port: int, taken: set[int]) -> int:
+    """A port free now, near the one asked for (so the suggestion is one to paste, not a placeholder); 0 lets the
+    system pick one when none of the next hundred is free."""
+    for candidate in range(port + 10, min(port + 110, 65536)):
+        if candidate not in taken and not _in_use(candidate):
+            taken.add(candidate)
+            return candidate
+    return 0
 
 
 def _in_use(port: int) -> bool:
@@ -75,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a caller the demo app allows (repeatable; default: the demo key's principal and the "
                              "caller of events/*.json, or every principal in --credentials)")
     args = parser.parse_args(argv)
+
+    try:
+        settings = chosen_settings(os.environ)
+    except (ValueError, TypeError) as error:  # a setting that is not a usable value: nothing starts
+        print(f"make serve: {error}", file=sys.stderr)
+        return 1
+    ignored = [name for name in STACK_SETTINGS if os.environ.get(name, "").strip()]
 
     try:
         claimed = local_state.claim()  # held until this process ends: the state file is this run's
@@ -112,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                                            gateway_port=_port(gateway.url), region=REGION, pid=os.getpid())
             written = local_state.write(state)
             try:
-                _print_instructions(state, allowed, demo, stack.token_endpoint.url)
+                _print_instructions(state, allowed, demo, stack.token_endpoint.url, settings, ignored)
                 while not stopped.wait(0.5):  # a timed wait lets the signal handler run promptly
                     pass
             finally:
@@ -132,7 +185,7 @@ def _port(url: str) -> int:
 
 
 def _print_instructions(state: local_state.LocalState, allowed: list[str], demo: Principal | None,
-                        token_url: str) -> None:
+                        token_url: str, settings: list[str], ignored: list[str]) -> None:
     url = state.gateway_url
     scope = " ".join(DEFAULT_SCOPES)
     encoded_url = f"{url}/apps/{DEMO_APP}/token?scope={quote_query_value(scope)}"
@@ -145,6 +198,8 @@ Local vending API on {url}  (SigV4: region {REGION}, service {SERVICE})
   moto (Secrets Manager, DynamoDB, KMS): {state.moto_url}
   stub Sangoma token endpoint:           {token_url}  (accepts every app in the local stack)
   app {DEMO_APP!r}: scopes {scope!r}, allowed callers {allowed}
+  function settings: {", ".join(settings) or "the defaults (make serve NAME=value changes one: docs/operations.md)"}{
+      "" if not ignored else f"; make serve sets {', '.join(ignored)} itself"}
 
 Get a token (in another terminal):
 

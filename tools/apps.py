@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -113,11 +115,8 @@ def put(args: argparse.Namespace, out: TextIO) -> int:
         with aws_errors("secretsmanager CreateSecret"):
             version = manager.create_secret(**created)["VersionId"]
         print(f"created {name} (version {version}) in {target.where}", file=out)
-        url = target.vending_url or "<VendingUrl>"
-        smoke_variables = "".join(f" {name}={value}" for name, value in (("REGION", args.region),
-                                                                           ("PROFILE", args.profile)) if value)
-        print(f"callers in allowed_callers can vend {app}'s tokens now: make smoke URL={url} APP={app} "
-              f"SCOPE=<scope>{'' if target.local else smoke_variables}", file=out)
+        print(f"callers in allowed_callers can vend {app}'s tokens now: {_smoke_command(target, args, app, text)}",
+              file=out)
         _kms_note(args.kms_key, out)
         return 0
     if described.get("DeletedDate"):
@@ -206,6 +205,24 @@ def _describe_change(old: AppConfig | None, new: AppConfig, out: TextIO) -> None
             print(f"  + {name}: {added}", file=out)
         for removed in sorted(set(before) - set(after)):
             print(f"  - {name}: {removed}", file=out)
+
+
+def _smoke_command(target: targets.Target, args: argparse.Namespace, app: str, text: str) -> str:
+    """`make smoke` for the app just stored, as it works pasted: its scopes, the stack's VendingUrl (a quoted
+    placeholder where the stack cannot tell), and locally the demo caller's keys that make serve's gateway takes."""
+    scopes = [scope for scope in json.loads(text).get("allowed_scopes") or [] if isinstance(scope, str)]
+    scope = shlex.quote(" ".join(scopes) or "<scope>")
+    if target.local:
+        from .smoke import local_keys
+
+        return f"{local_keys()} make smoke URL={target.vending_url} APP={app} SCOPE={scope}"
+    try:
+        url = shlex.quote(targets.stack_output(target, target.stack, "VendingUrl"))
+    except ToolError:
+        url = shlex.quote("<the stack's VendingUrl output>")
+    variables = "".join(f" {name}={shlex.quote(value)}" for name, value in (("REGION", args.region),
+                                                                           ("PROFILE", args.profile)) if value)
+    return f"make smoke URL={url} APP={app} SCOPE={scope}{variables}"
 
 
 def _kms_note(kms_key: str | None, out: TextIO) -> None:
@@ -499,5 +516,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAKE_ARGS = "--make-args"
+
+
+def make_argv(argv: list[str], environ: Mapping[str, str] = os.environ) -> list[str]:
+    """`make apps ARGS="..."` hands ARGS over in the environment (the Makefile never pastes a value into shell
+    text), marked by a first argument --make-args: its words, split as a shell splits them (quotes included), but
+    with nothing expanded or run; a word starting with ~/ starts in your home directory, as in a shell."""
+    if not argv or argv[0] != MAKE_ARGS:
+        return argv
+    try:
+        words = shlex.split(environ.get("ARGS", ""))
+    except ValueError as error:  # an unclosed quote
+        raise ToolError(f"ARGS: {error}: quote it as you would in a shell") from None
+    return [os.path.expanduser(word) if word.startswith("~/") else word for word in words] + argv[1:]
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        command_line = make_argv(sys.argv[1:])
+    except ToolError as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(command_line))

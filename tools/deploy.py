@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_env(args.env, args.config)
             check_names(given_overrides(args.params), ROOT / "template.yaml")
             return 0
-        if not args.dry_run and (args.build_dir != ROOT / BUILD_DIR or args.config != SAMCONFIG):
+        elsewhere = args.build_dir.resolve() != (ROOT / BUILD_DIR).resolve() or args.config != SAMCONFIG
+        if elsewhere and not args.dry_run:
             raise DeployError("--build-dir and --config go with --dry-run only: sam deploy reads the checkout's")
         named, parameters = plan(args.env, args.params, args.build_dir, args.config)
         command = deploy_command(args.sam, args.env, parameters)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 import botocore.exceptions
 import botocore.session
@@ -55,8 +55,8 @@ ADVICE = {
     # The function's answers.
     "access_denied":
         "the app's allowed_callers does not list your principal (or the request carried no IAM identity): "
-        "see who may with `make apps ARGS=\"check {app} --caller YOUR_ARN --scope ...\"{mode}` and add yours with "
-        "`make apps ARGS=\"put {app} FILE\"{mode}`",
+        "{check} add yours to allowed_callers in the app's secret document and store it again with put, as "
+        "when onboarding",
     "invalid_scope":
         "a scope is not in the app's allowed_scopes: `make apps ARGS=\"show {app}\"{mode}` lists them",
     "unknown_app":
@@ -67,8 +67,8 @@ ADVICE = {
         "space-separated tokens)",
     "upstream_error":
         "Sangoma's token endpoint rejected the app's client credentials or answered something unusable: check "
-        "client_id and client_secret in the app's secret (store new ones with `make apps ARGS=\"put {app} "
-        "FILE\"{mode}`); the UpstreamFailures query shows what the endpoint answered",
+        "client_id and client_secret in the app's secret (store new ones with a put, as when onboarding); "
+        "the UpstreamFailures query shows what the endpoint answered",
     "upstream_unavailable":
         "Sangoma's token endpoint is unreachable, slow or asking us to wait: try again after Retry-After; the "
         "UpstreamFailures query shows which",
@@ -95,30 +95,63 @@ ADVICE = {
         "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)",
     "no_region": "no signing region: pass REGION=... (--region), or set AWS_REGION or AWS_DEFAULT_REGION",
 }
+# Against make serve's gateway (is_local), where the advice above would send the operator elsewhere.
+LOCAL_ADVICE = {
+    "no_credentials":
+        "make serve's gateway takes the fake keys of devstack/local-credentials.json; with the demo caller's: "
+        "`{keys} make smoke URL={url} APP={quoted_app} SCOPE={quoted_scope}`",
+}
 RETRY_HINT = {503, 429}
+
+
+def local_keys() -> str:
+    """The environment that signs as make serve's demo caller: a committed fake key that works only there."""
+    from devstack.gateway import load_credentials
+    from devstack.serve import DEMO_ACCESS_KEY
+
+    secret = load_credentials()[DEMO_ACCESS_KEY].secret_access_key
+    return f"AWS_ACCESS_KEY_ID={DEMO_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={shlex.quote(secret)}"
 
 
 def make_variables(url: str, region: str | None, profile: str | None) -> str:
     """` LOCAL=1` against make serve's gateway (the client takes plain http only to loopback), else the REGION and
     PROFILE this run was given: what the printed `make apps` commands need to act where this one did."""
-    if url.lower().startswith("http://"):
+    if is_local(url):
         return " LOCAL=1"
     return "".join(f" {name}={shlex.quote(value)}" for name, value in (("REGION", region), ("PROFILE", profile))
                    if value)
 
 
-def advice(error: TokenVendingError, *, app: str, region: str, url: str, mode: str = "") -> str:
-    template = ADVICE.get(error.error)
+def advice(error: TokenVendingError, *, app: str, region: str, url: str, mode: str = "", scope: str = "",
+           caller: str | None = None) -> str:
+    """What to do, in words; a command in it works pasted (`caller`: the ARN this run called as, when known)."""
+    template = (LOCAL_ADVICE if is_local(url) else {}).get(error.error) or ADVICE.get(error.error)
     if template is None:
         if error.status and error.status >= 500:
             template = "the service or API Gateway failed ({status}): try again; if it lasts, see the function's log"
         else:
             template = "unexpected answer: see the description above"
-    return template.format(app=app, region=region, url=url, status=error.status, mode=mode)
+    if caller:
+        check = (f"see why with `make apps ARGS=\"check {app} --caller {shlex.quote(caller)} "
+                 f"--scope {shlex.quote(scope)}\"{mode}`, then")
+    else:
+        check = f"see who may with `make apps ARGS=\"show {app}\"{mode}`, then"
+    keys = local_keys() if "{keys}" in template else ""
+    return template.format(app=app, region=region, url=url, status=error.status, mode=mode, check=check, keys=keys,
+                           quoted_app=shlex.quote(app), quoted_scope=shlex.quote(scope))
+
+
+def is_local(url: str) -> bool:
+    """make serve's gateway (the client takes plain http only to loopback)."""
+    return url.lower().startswith("http://")
 
 
 def check_live_alias(session: botocore.session.Session, region: str, url: str, function: str, out: TextIO) -> bool:
     """Prints whether callers run the function's current configuration; False when they do not."""
+    if is_local(url) and not function:
+        print("live alias: nothing to compare here: make serve runs the function from this checkout's source, "
+              "without versions or an alias", file=out)
+        return True
     try:
         target = (split_qualifier(function) if function else
                   target_from_url(url, session.create_client("apigateway", region_name=region)))
@@ -170,14 +203,33 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
            if credentials else "no credentials")
     print(f"GET {client.url}/apps/{args.app}/token  scope={args.scope!r}  signed for {client.region}, {who}",
           file=out)
-    vended = vend(client, args.app, args.scope, make_variables(client.url, args.region, args.profile), out)
+    vended = vend(client, args.app, args.scope, make_variables(client.url, args.region, args.profile), out,
+                  caller=lambda: caller_arn(session, str(client.region), client.url, credentials))
     current = check_live_alias(session, str(client.region), client.url, args.function, out)
     return 0 if vended and current else 1
 
 
-def vend(client: TokenClient, app: str, scope: str, mode: str, out: TextIO) -> bool:
+def caller_arn(session: botocore.session.Session, region: str, url: str, credentials: Any) -> str | None:
+    """The IAM ARN this run called as, for the advice's `make apps check` command; None when it cannot be told.
+    Locally, the principal make serve's gateway maps the access key to; on AWS, STS GetCallerIdentity (which
+    needs no permission)."""
+    if credentials is None:
+        return None
+    if is_local(url):
+        from devstack.gateway import load_credentials
+
+        principal = load_credentials().get(credentials.access_key)
+        return principal.principal_arn if principal else None
+    try:
+        return str(session.create_client("sts", region_name=region).get_caller_identity()["Arn"])
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        return None
+
+
+def vend(client: TokenClient, app: str, scope: str, mode: str, out: TextIO,
+         caller: Callable[[], str | None] = lambda: None) -> bool:
     """One vend, its answer printed (never the token); False if it failed. `mode`: the make variables that
-    point the commands its advice names where this run pointed."""
+    point the commands its advice names where this run pointed; `caller` tells whom it called as."""
     try:
         token = client.get_token(app, scope)
     except TokenVendingError as error:
@@ -185,8 +237,9 @@ def vend(client: TokenClient, app: str, scope: str, mode: str, out: TextIO) -> b
         print(f"FAIL: {status}{error.error}: {error.error_description}", file=out)
         if error.retry_after is not None and error.status in RETRY_HINT:
             print(f"      Retry-After: {error.retry_after:g} s", file=out)
-        print(f"what to do: {advice(error, app=app, region=str(client.region), url=client.url, mode=mode)}",
-              file=out)
+        who = caller() if error.error == "access_denied" else None
+        said = advice(error, app=app, region=str(client.region), url=client.url, mode=mode, scope=scope, caller=who)
+        print(f"what to do: {said}", file=out)
         return False
     days = token.expires_in // 86_400
     print(f"OK: a {token.token_type} token for {app}, scope {token.scope!r}, fingerprint {token.fingerprint}, "

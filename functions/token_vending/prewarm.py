@@ -6,26 +6,29 @@ the bare scheduled event or the rule's Input `{"prewarm": [{"app", "scope",
 
 1. Read the metadata of every cached token (never the token itself), and each
    app's configuration once per run, fresh from Secrets Manager so a rotation
-   is seen. Entries no longer served are skipped and left to DynamoDB's TTL:
-   of older (rotated) credentials, or of a token mode the app no longer uses
-   (a shared entry of an app with a token per caller: `no_caller`; a holder's
-   entry of an app that shares its tokens: `shared`).
-2. Refresh, soonest expiry first, every entry with less than its refresh
+   is seen. Entries no longer served (`not_served`: of a removed app, of older
+   (rotated) credentials, of a token mode the app no longer uses, of a holder
+   no `allowed_callers` entry admits or a scope set `allowed_scopes` no longer
+   holds) are *stale*: left to DynamoDB's TTL, and not counted as work (not
+   skipped, not failed, no metric), since they are a state of the table, not
+   something a run could do; the run's summary lists how many there are by
+   reason (`stale`), and `make tokens` marks each one.
+2. Refresh, soonest expiry first, every served entry with less than its refresh
    threshold left (see `refresh_threshold`: REFRESH_BEFORE_SECONDS with a
-   per-key jitter), unless the app's current policy no longer allows it to its
-   holder (its scope set was removed from `allowed_scopes`, or no entry of
-   `allowed_callers` admits the holder): such tokens are skipped (reason
-   `policy`) and left to expire.
+   per-key jitter); the others are skipped (`fresh`, or `renewal_blocked`).
 3. Mint each listed token that is not cached yet, for the holder of the
-   entry's `caller` (a role ARN stands for its sessions). For an app with a
-   token per caller, an entry without a caller is skipped (`no_caller`).
-   Listed entries are checked like API input; a bad one is reported and skipped.
+   entry's `caller` (a role ARN stands for its sessions). A listed entry that
+   can never be served fails, so PrewarmFailuresAlarm fires: a malformed one
+   (`bad_entry`), an unknown app (`unknown_app`), no caller for an app with a
+   token per caller (`no_caller`), a caller the app does not admit
+   (`caller_not_admitted`), a scope set it does not allow (`scope_not_allowed`).
 
 Every fetch goes through `TokenSource.token_for`, under the vend's
 single-flight lease, so a pre-warm and a vend never both call the token
 endpoint for one key. That, and the table being re-read under the lease, make
 a run safe to repeat (Lambda retries failed asynchronous invocations and may
-deliver an event twice): a second run finds the work done and skips it.
+deliver an event twice): a second run finds the work done and skips it
+(`done_elsewhere`).
 
 A token the endpoint gave back unchanged ("renewed only once expired") is
 stored with `renewal_blocked`; later runs skip it until it has expired
@@ -33,11 +36,18 @@ instead of asking again every hour.
 
 Every fetch counts against the app's mint budget for the hour (the run is no
 caller: no caller's budget is spent); an entry the budget cannot cover is
-skipped (reason `mint_limit_reached`) and a later run takes it.
+skipped (reason `mint_limit_reached`) and a later run takes it, as is one the
+run has no time left for (`out_of_time`).
 
-One failing entry does not stop the rest. The run returns the counts
-{refreshed, minted, skipped, failed}, logs them with the reasons, and emits
-them as metrics (PrewarmFailed raises an alarm), with the soonest expiry left.
+Each fetch the run asks for writes one audit record (a JSON log line, like a
+vend's, never the token): `audit`, `caller` and `charged_to` "schedule", `app`,
+`scope`, `holder` ("" for a shared token), `outcome` ("ok" or the error code),
+and, when the endpoint issued a token, `source` "upstream" and its `fingerprint`.
+
+One failing entry does not stop the rest. The run returns its counts
+{refreshed, minted, skipped, failed} with the reasons ("skipped:fresh", ...)
+and the stale entries by reason, logs them, and emits the counts as metrics
+(PrewarmFailed raises an alarm), with the soonest expiry left.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .app_config import AppConfig, TokenSharing
@@ -64,7 +75,7 @@ from .observability import logger, record_degraded, record_prewarm, tracer
 from .policy import ANY_ARN, target_holder
 from .request_input import TokenRequest, parse_token_request
 from .token_store import StoredToken
-from .tokens import TokenKey
+from .tokens import CachedToken, TokenKey
 from .vending import TokenOrder
 
 if TYPE_CHECKING:
@@ -139,13 +150,52 @@ def _target(entry: object) -> Target | str:
         return error.description
 
 
+class Stale(StrEnum):
+    """Why a cached entry is no longer served under its app's current configuration (it is left to expire)."""
+
+    UNREADABLE = "unreadable"  # its app or scope is not one the API accepts (an edited item)
+    APP_REMOVED = "app_removed"  # the app has no secret (any more)
+    ROTATED_CREDENTIALS = "rotated_credentials"  # minted with credentials (or an endpoint) the app no longer uses
+    NOW_SHARED = "now_shared"  # a holder's own token, of an app that now shares its tokens
+    NOW_PER_CALLER = "now_per_caller"  # a shared token, of an app that now gives each caller its own
+    CALLER_NOT_ADMITTED = "caller_not_admitted"  # no allowed_callers entry admits its holder any more
+    SCOPE_NOT_ALLOWED = "scope_not_allowed"  # its scope set is no longer within allowed_scopes
+
+
+def not_served(config: AppConfig | None, entry: StoredToken) -> Stale | None:
+    """Why a cached entry is not served any more under its app's configuration (None: the app has no secret),
+    or None when it is served. The scheduled run and `make tokens` both decide with this."""
+    try:
+        request = parse_token_request(entry.app, [entry.scope])
+    except InvalidRequest:
+        return Stale.UNREADABLE
+    if config is None:
+        return Stale.APP_REMOVED
+    if entry.credential_id != config.credential_id:
+        return Stale.ROTATED_CREDENTIALS
+    if config.tokens is TokenSharing.SHARED and entry.holder:
+        return Stale.NOW_SHARED
+    if config.tokens is TokenSharing.PER_CALLER and not entry.holder:
+        return Stale.NOW_PER_CALLER
+    return _refused(config, entry.holder, request.scopes)
+
+
+def _refused(config: AppConfig, holder: str, scopes: tuple[str, ...]) -> Stale | None:
+    """Why no caller of this holder could be vended these scopes under the app's policy, or None."""
+    refusal = config.refusal(holder, scopes)
+    if refusal is None:
+        return None
+    return Stale.SCOPE_NOT_ALLOWED if isinstance(refusal, InvalidScope) else Stale.CALLER_NOT_ADMITTED
+
+
 @dataclass
 class Summary:
     refreshed: int = 0
     minted: int = 0
     skipped: int = 0
     failed: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)  # why skipped or failed, for the log line
+    reasons: Counter[str] = field(default_factory=Counter)  # why skipped or failed: "skipped:fresh", ...
+    stale: Counter[str] = field(default_factory=Counter)  # entries no longer served, by why: not counted as work
 
     def count(self, outcome: str, reason: str | None = None) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -155,11 +205,16 @@ class Summary:
     def counts(self) -> dict[str, int]:
         return {"refreshed": self.refreshed, "minted": self.minted, "skipped": self.skipped, "failed": self.failed}
 
+    def answer(self) -> dict[str, Any]:
+        """What the run returns (what `make invoke` prints): the counts, the reasons, the stale entries."""
+        return {**self.counts(), "reasons": dict(sorted(self.reasons.items())),
+                "stale": dict(sorted(self.stale.items()))}
+
 
 @tracer.capture_method(capture_response=False)
 def run(event: Mapping[str, Any], container: Container,
-        time_left_ms: Callable[[], int] | None = None) -> dict[str, int]:
-    """One scheduled run; returns {refreshed, minted, skipped, failed}."""
+        time_left_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+    """One scheduled run; returns {refreshed, minted, skipped, failed, reasons, stale}."""
     return _Run(container, time_left_ms).execute(event.get("prewarm"))
 
 
@@ -175,11 +230,11 @@ class _Run:
         self._configs: dict[str, AppConfig | VendingError] = {}
         self._expiries: dict[TokenKey, float] = {}  # current-credential keys and when their tokens end
 
-    def execute(self, listed_raw: object) -> dict[str, int]:
+    def execute(self, listed_raw: object) -> dict[str, Any]:
         listed, problems = parse_prewarm_list(listed_raw)
         for problem in problems:
-            logger.warning("pre-warm entry skipped", extra={"problem": problem})
-            self._summary.count("skipped", "bad_entry")
+            logger.warning("pre-warm entry can never be served", extra={"problem": problem})
+            self._summary.count("failed", "bad_entry")
         try:
             entries = list(self._container.store.entries())
         except StoreUnavailable as error:
@@ -193,37 +248,33 @@ class _Run:
             self._mint(target)
         return self._finish()
 
-    def _finish(self) -> dict[str, int]:
-        counts = self._summary.counts()
+    def _finish(self) -> dict[str, Any]:
+        answer = self._summary.answer()
         soonest = min(self._expiries.values(), default=None)
         soonest_left = None if soonest is None else soonest - time.time()
-        record_prewarm(counts, soonest_left, len(self._expiries))
-        logger.info("pre-warm run", extra={"summary": counts, "reasons": dict(self._summary.reasons),
-                                           "cached_tokens": len(self._expiries),
+        record_prewarm(self._summary.counts(), soonest_left, len(self._expiries))
+        logger.info("pre-warm run", extra={"summary": self._summary.counts(), "reasons": answer["reasons"],
+                                           "stale": answer["stale"], "cached_tokens": len(self._expiries),
                                            "soonest_expiry_seconds": None if soonest_left is None
                                            else int(soonest_left)})
-        return counts
+        return answer
 
     def _refresh(self, entry: StoredToken) -> None:
         try:
             request = parse_token_request(entry.app, [entry.scope])
         except InvalidRequest:
-            self._summary.count("skipped", "unreadable_entry")
+            self._summary.stale[Stale.UNREADABLE] += 1
             return
         config = self._config(request.app)
-        if isinstance(config, UnknownApp):
-            self._summary.count("skipped", "app_removed")
+        if isinstance(config, VendingError) and not isinstance(config, UnknownApp):
+            self._summary.count("failed", config.code)  # its configuration cannot be read: nothing is known
             return
-        if isinstance(config, VendingError):
-            self._summary.count("failed", config.code)
+        served = config if isinstance(config, AppConfig) else None
+        stale = not_served(served, entry)
+        if stale or served is None:
+            self._summary.stale[stale or Stale.APP_REMOVED] += 1  # let it expire: DynamoDB's TTL removes it
             return
-        key = TokenKey(request.app, request.scope, config.credential_id, entry.holder)
-        skip = _not_served(config, entry)
-        if skip is None and config.refusal(entry.holder, request.scopes):
-            skip = "policy"  # no caller (of its holder) may have it any more
-        if skip:
-            self._summary.count("skipped", skip)  # let it expire: DynamoDB's TTL removes it
-            return
+        key = TokenKey(request.app, request.scope, served.credential_id, entry.holder)
         self._expiries[key] = entry.expires_at
         left = entry.expires_at - time.time()
         if entry.renewal_blocked and left > 0:
@@ -233,69 +284,70 @@ class _Run:
         if left > threshold:
             self._summary.count("skipped", "fresh")
             return
-        self._fetch(config, TokenOrder(request, entry.holder), key, "refreshed", min_ttl=threshold)
+        self._fetch(served, TokenOrder(request, entry.holder), key, "refreshed", min_ttl=threshold)
 
     def _mint(self, target: Target) -> None:
         request = target.request
         config = self._config(request.app)
+        if isinstance(config, UnknownApp):
+            _never_served(self._summary, target, config.code, config.description)
+            return
         if isinstance(config, VendingError):
-            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
-                                                            "problem": config.description})
-            self._summary.count("skipped" if isinstance(config, UnknownApp) else "failed", config.code)
+            self._summary.count("failed", config.code)  # logged where it was read
             return
         holder = _holder_of(config, target)
         if holder is None:
-            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope, "problem":
-                                                            "the app gives each caller its own token: name the caller"})
-            self._summary.count("skipped", "no_caller")
+            _never_served(self._summary, target, "no_caller",
+                          "the app gives each caller its own token: name the caller")
             return
         key = TokenKey(request.app, request.scope, config.credential_id, holder)
         if key in self._expiries:
             return  # cached: the refresh pass has looked after it
-        refusal = config.refusal(holder, request.scopes)
-        if refusal:
-            logger.warning("pre-warm entry skipped", extra={"app": request.app, "scope": request.scope,
-                                                            "holder": holder, "problem": refusal.description})
-            self._summary.count("skipped", "scope_not_allowed" if isinstance(refusal, InvalidScope) else "policy")
+        refused = _refused(config, holder, request.scopes)
+        if refused:
+            _never_served(self._summary, target, refused.value,
+                          f"no caller of {holder or 'the app'} may have this token")
             return
         self._fetch(config, TokenOrder(request, holder), key, "minted", min_ttl=None)
 
     def _fetch(self, config: AppConfig, order: TokenOrder, key: TokenKey, outcome: str,
                min_ttl: float | None) -> None:
-        """Get a token through the vend's path (lease included) and count what happened."""
-        request = order.request
+        """Get a token through the vend's path (lease included), audit the mint, and count what happened."""
         if self._out_of_time():
             self._summary.count("skipped", "out_of_time")  # still due: the next run takes it
             return
+        minted: CachedToken | None = None
         try:
             vended = self._container.source.token_for(config, order, min_ttl=min_ttl, use_memory=False)
-            if vended.source == "upstream" and not vended.stored:
-                # Fetched, but DynamoDB or KMS failed: a pre-warm that warmed only its memory has not done its job.
-                raise StoreUnavailable("the new token was not stored")
-        except MintLimitReached:
+            if vended.source == "upstream":
+                minted = vended.token
+                if not vended.stored:
+                    # Fetched, but DynamoDB or KMS failed: a pre-warm that warmed only its memory has not done its job.
+                    raise StoreUnavailable("the new token was not stored")
+        except MintLimitReached as refused:
+            _audit(order, refused.code, audited=refused.audited)
             self._summary.count("skipped", "mint_limit_reached")  # still due: a later run takes it
             return
         except (VendingError, StoreUnavailable) as error:
             reason = error.code if isinstance(error, VendingError) else "store_unavailable"
-            logger.warning("pre-warm fetch failed", extra={"app": request.app, "scope": request.scope,
-                                                           "reason": reason})
+            _audit(order, reason, minted, error.audited if isinstance(error, VendingError) else None)
             self._summary.count("failed", reason)
             return
         except Exception:  # one entry's surprise must not stop the rest of the run
-            logger.exception("pre-warm fetch failed", extra={"app": request.app, "scope": request.scope})
+            logger.exception("pre-warm fetch failed", extra={"app": order.request.app, "scope": order.request.scope})
+            _audit(order, "internal_error")
             self._summary.count("failed", "internal_error")
             return
         token = vended.token
         self._expiries[key] = token.expires_at
-        if vended.source != "upstream":
+        if minted is None:
             self._summary.count("skipped", "done_elsewhere")  # a vend or another run got there first
-        elif token.renewal_blocked:
+            return
+        _audit(order, "ok", minted)
+        if token.renewal_blocked:
             self._summary.count("skipped", "renewal_blocked")  # same token back; remembered in the table
         else:
             self._summary.count(outcome)
-            logger.info(f"pre-warm {outcome} a token", extra={
-                "app": request.app, "scope": request.scope, "holder": order.holder, "fingerprint": token.fingerprint,
-                "expires_at": token.expires_at_rfc3339})
 
     def _config(self, app: str) -> AppConfig | VendingError:
         """The app's configuration, read once per run past the memory cache (rotations are seen)."""
@@ -314,15 +366,32 @@ class _Run:
         return self._time_left_ms is not None and self._time_left_ms() < TIME_RESERVE_SECONDS * 1000
 
 
-def _not_served(config: AppConfig, entry: StoredToken) -> str | None:
-    """Why a cached entry is not served any more under the app's configuration, or None."""
-    if entry.credential_id != config.credential_id:
-        return "rotated_credentials"
-    if config.tokens is TokenSharing.SHARED and entry.holder:
-        return "shared"  # the app now shares one token per scope set
-    if config.tokens is TokenSharing.PER_CALLER and not entry.holder:
-        return "no_caller"  # the app now gives each caller its own token
-    return None
+def _never_served(summary: Summary, target: Target, reason: str, problem: str) -> None:
+    """A listed entry that no run can mint (its app's configuration does not let it): failed, so the alarm says
+    the list needs fixing, rather than a skip nobody sees."""
+    logger.warning("pre-warm entry can never be served", extra={
+        "app": target.request.app, "scope": target.request.scope, "caller": target.caller, "reason": reason,
+        "problem": problem})
+    summary.count("failed", reason)
+
+
+SCHEDULE = "schedule"  # the scheduled run, as an audit record's caller and payer
+
+
+def _audit(order: TokenOrder, outcome: str, minted: CachedToken | None = None,
+           audited: Mapping[str, str] | None = None) -> None:
+    """The audit record of one mint the run asked for: `outcome` "ok" or the error code; with `source` "upstream"
+    and the `fingerprint` when the endpoint issued a token. A log line of its own (a vend's travels in the
+    invocation's EMF line); never the token."""
+    record: dict[str, Any] = {"audit": SCHEDULE, "caller": SCHEDULE, "charged_to": SCHEDULE,
+                              "app": order.request.app, "scope": order.request.scope, "holder": order.holder,
+                              "outcome": outcome, **(audited or {})}
+    if minted is not None:
+        record.update(source="upstream", fingerprint=minted.fingerprint)
+    if outcome == "ok":
+        logger.info("pre-warm minted a token", extra=record)
+    else:
+        logger.warning("pre-warm fetch failed", extra=record)
 
 
 def _holder_of(config: AppConfig, target: Target) -> str | None:

@@ -42,8 +42,9 @@ def test_make_invoke_as_the_documentation_shows_it(built: Artifact, event: str) 
         body = json.loads(answer["body"])
         if answer["statusCode"] == 200:
             assert body["access_token"] not in done.stderr  # the log lines never carry the token
-    else:  # a scheduled run answers its counts
-        assert set(answer) == {"refreshed", "minted", "skipped", "failed"} and answer["failed"] == 0
+    else:  # a scheduled run answers its counts, with the reasons and the entries no longer served
+        assert set(answer) == {"refreshed", "minted", "skipped", "failed", "reasons", "stale"}
+        assert answer["failed"] == 0
     assert any(line.startswith("{") for line in done.stderr.splitlines())  # the function's own log lines
 
 

@@ -33,6 +33,26 @@ LOCAL_FLOW = [
     'make apps ARGS="remove billing" LOCAL=1',
 ]
 
+# docs/operations.md, "Rehearsing a mode switch and a spent budget": each flow against `make serve` started with the
+# settings before it (tests/integration/test_serve_rehearsals.py).
+LOCAL_SMOKE = f"{DEMO_KEYS} make smoke URL={DEFAULT_GATEWAY}"
+MODE_SWITCH_SERVE = "make serve SECRET_CACHE_SECONDS=1"
+MODE_SWITCH_FLOW = [
+    'make apps ARGS="put billing examples/app-secret.json" LOCAL=1',
+    f"{LOCAL_SMOKE} APP=billing SCOPE=cx.agent-calls",
+    'make apps ARGS="put billing examples/app-secret-shared.json" LOCAL=1',
+    "sleep 2",
+    f"{LOCAL_SMOKE} APP=billing SCOPE=cx.agent-calls",
+    "make tokens LOCAL=1 APP=billing",
+]
+CALLER_BUDGET_SERVE = "make serve MAX_MINTS_PER_CALLER_PER_HOUR=2"
+CALLER_BUDGET_FLOW = [
+    f"{LOCAL_SMOKE} APP=demo SCOPE=cx.agent-calls",
+    f"{LOCAL_SMOKE} APP=demo SCOPE=cx.queue-calls",
+    f'{LOCAL_SMOKE} APP=demo SCOPE="cx.agent-calls cx.queue-calls"',
+    "make tokens LOCAL=1 APP=demo",
+]
+
 # docs/operations.md, "Onboarding an app" and "Who got which token" (and the README's "Deploying"), in an account
 # (tests/integration/test_operator_readme.py runs them against moto, with AWS_ENDPOINT_URL, HOME and URL set by it).
 AWS_FLOW = [
@@ -75,8 +95,10 @@ def shell_env(**extra: str) -> dict[str, str]:
     return env
 
 
-# A make command a tool prints for the operator to paste: up to the `;`, `)`, backquote or line end around it.
-PRINTED_COMMAND = re.compile(r"make (?:apps|tokens|smoke) [^;)`\n]*[^;)`\n\s]")
+# A make command a tool prints for the operator to paste (with the keys it names before it): up to the `;`, `)`,
+# backquote or line end around it.
+PRINTED_COMMAND = re.compile(r"(?:AWS_ACCESS_KEY_ID=\S+ AWS_SECRET_ACCESS_KEY=\S+ )?make (?:apps|tokens|smoke) "
+                             r"[^;)`\n]*[^;)`\n\s]")
 
 
 def printed_commands(text: str) -> list[str]:

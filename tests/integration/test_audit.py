@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CALLER_SESSION, SCOPES, Lambda
+from .conftest import CALLER_ROLE, CALLER_SESSION, SCOPES, Lambda
 
 STRANGER = "arn:aws:sts::111122223333:assumed-role/other-service/s"
 
@@ -83,10 +83,12 @@ def test_what_a_caller_sent_is_audited_as_sent_and_bounded(lam: Lambda, captured
     assert len(record["scope"]) == 256
 
 
-def test_a_scheduled_run_writes_no_audit_record(lam: Lambda, captured_logs: Any) -> None:
-    lam.invoke({"prewarm": [{"app": "demo", "scope": SCOPES}]})
+def test_a_scheduled_run_audits_its_mint_as_the_schedule_not_as_a_vend(lam: Lambda, captured_logs: Any) -> None:
+    lam.invoke({"prewarm": [{"app": "demo", "scope": SCOPES, "caller": CALLER_ROLE}]})
 
-    assert audit_records(captured_logs()) == []
+    [record] = audit_records(captured_logs())
+    assert (record["audit"], record["caller"], record["charged_to"], record["outcome"]) == (
+        "schedule", "schedule", "schedule", "ok")
 
 
 @pytest.fixture

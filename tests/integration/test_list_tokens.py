@@ -51,7 +51,7 @@ def test_prints_a_table_by_default_and_fails_clearly_without_a_table_name(lam: L
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()
     assert header.split() == ["EXPIRES_AT", "LEFT", "MINTED", "APP", "HOLDER", "SCOPE", "FINGERPRINT",
-                              "CREDENTIAL_ID", "SECRET_VERSION", "RENEWAL"]
+                              "CREDENTIAL_ID", "SECRET_VERSION", "RENEWAL", "SERVED"]
     assert row.split()[3:5] == ["demo", CALLER_HOLDER]
     assert token["fingerprint"] in row and token["access_token"] not in table.stdout
 
@@ -136,3 +136,41 @@ def test_the_table_and_the_log_group_come_from_the_stack(lam: Lambda) -> None:
     assert listed.stdout.startswith("no cached tokens in vending-test-TokenTable-")
     assert targets.stack_resource(target, "vending-test", tool.LOG_GROUP_RESOURCE).startswith(
         "vending-test-TokenVendingLogGroup-")
+
+
+def test_marks_the_entries_the_function_no_longer_serves(lam: Lambda) -> None:
+    """After a switch of token mode or a narrower policy, the old entries look live by their expiry alone: SERVED says
+    which the function still serves, as the scheduled run decides."""
+    from .test_per_caller import share_tokens
+
+    lam.stack.add_app("other", allowed_callers=[CALLER_ROLE])
+    lam.vend()
+    lam.vend(app="other")
+    lam.vend(app="other", scope="cx.agent-calls")
+    before = {(row["app"], row["scope"]): row["served"] for row in _rows(list_tokens(lam, "--json"))}
+    share_tokens(lam.stack)  # demo now shares its tokens: the role's own token is no longer served
+    other = json.loads(lam.stack.client("secretsmanager").get_secret_value(
+        SecretId="sangoma/token-vending/other")["SecretString"])
+    lam.stack.put_secret("other", json.dumps({**other, "allowed_scopes": ["cx.agent-calls"]}))  # one scope set out
+    lam.new_container()  # one that reads the secrets as they are now
+    lam.vend(caller="arn:aws:sts::111122223333:assumed-role/billing-service/s2")  # the shared token: served
+
+    listed = list_tokens(lam, "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    after = sorted((row["app"], row["holder"], row["scope"], row["served"]) for row in _rows(listed))
+    assert set(before.values()) == {"yes"}
+    assert after == [
+        ("demo", "(shared)", "cx.agent-calls cx.queue-calls", "yes"),
+        ("demo", CALLER_HOLDER, "cx.agent-calls cx.queue-calls", "no:now_shared"),
+        ("other", CALLER_HOLDER, "cx.agent-calls", "yes"),
+        ("other", CALLER_HOLDER, "cx.agent-calls cx.queue-calls", "no:scope_not_allowed"),
+    ]
+    # The scheduled run sees the same two as stale, and counts neither as skipped.
+    answer = lam.invoke({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+    assert answer["stale"] == {"now_shared": 1, "scope_not_allowed": 1}
+    assert answer["skipped"] == 2  # the two served ones, fresh
+
+
+def _rows(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]

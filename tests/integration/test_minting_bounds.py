@@ -163,7 +163,8 @@ def test_a_scheduled_run_past_the_budget_skips_with_the_reason(lam: Lambda, sett
 
     counts = lam.invoke({"prewarm": [{"app": "demo", "scope": SCOPES, "caller": CALLER_ROLE}]})
 
-    assert counts == {"refreshed": 0, "minted": 0, "skipped": 1, "failed": 0}
+    assert counts == {"refreshed": 0, "minted": 0, "skipped": 1, "failed": 0,
+                      "reasons": {"skipped:mint_limit_reached": 1}, "stale": {}}
     assert lam.stack.token_endpoint.request_count == 0
     [run] = [json.loads(line) for line in captured_logs().splitlines() if '"pre-warm run"' in line]
     assert run["reasons"] == {"skipped:mint_limit_reached": 1}

@@ -76,7 +76,8 @@ def test_onboarding_smoke_testing_and_listing_with_the_readmes_commands(account:
     assert row.split()[3:5] == ["billing", "arn:aws:iam::111122223333:user/local-demo-caller"]
     assert fingerprint in row
     # show names the credentials by the id the function stored the token under (make tokens' CREDENTIAL_ID)
-    assert f"credential id: {row.split()[-2]}\n" in outputs[show]  # CREDENTIAL_ID, then SECRET_VERSION
+    assert row.split()[-1] == "yes"  # SERVED: the function serves it under the app's current secret
+    assert f"credential id: {row.split()[-3]}\n" in outputs[show]  # CREDENTIAL_ID, SECRET_VERSION, SERVED
     assert outputs[remove].startswith(f"scheduled the deletion of {PROD_PREFIX}billing for ")
     assert outputs[restore].startswith(f"restored {PROD_PREFIX}billing")
     # What remove tells the operator to run next names the stack it acted on: pasted, it is the README's own

@@ -200,11 +200,13 @@ def test_a_prewarm_mints_a_callers_token_only_when_it_names_the_caller(lam: Lamb
 
     vended = lam.vend(caller=CALLER_SESSION)
 
-    assert without == {"refreshed": 0, "minted": 0, "skipped": 1, "failed": 0}
-    assert with_role == {"refreshed": 0, "minted": 1, "skipped": 0, "failed": 0}
+    # An entry without a caller can never be served for this app: it fails, so PrewarmFailuresAlarm fires.
+    assert without == {"refreshed": 0, "minted": 0, "skipped": 0, "failed": 1, "reasons": {"failed:no_caller": 1},
+                       "stale": {}}
+    assert with_role == {"refreshed": 0, "minted": 1, "skipped": 0, "failed": 0, "reasons": {}, "stale": {}}
     assert vended.status == 200 and lam.stack.token_endpoint.request_count == 1  # the pre-warmed token
     runs = [json.loads(line) for line in captured_logs().splitlines() if '"pre-warm run"' in line]
-    assert runs[0]["reasons"] == {"skipped:no_caller": 1}
+    assert runs[0]["reasons"] == {"failed:no_caller": 1}
 
 
 def test_a_prewarm_of_a_shared_app_needs_no_caller(lam: Lambda) -> None:
@@ -229,9 +231,10 @@ def test_the_refresh_renews_each_holders_token_and_skips_one_no_longer_allowed(
 
     counts = lam.invoke({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
 
-    assert counts == {"refreshed": 1, "minted": 0, "skipped": 1, "failed": 0}
+    assert counts == {"refreshed": 1, "minted": 0, "skipped": 0, "failed": 0, "reasons": {},
+                      "stale": {"caller_not_admitted": 1}}
     [run] = [json.loads(line) for line in captured_logs().splitlines() if '"pre-warm run"' in line]
-    assert run["reasons"] == {"skipped:policy": 1}
+    assert run["stale"] == {"caller_not_admitted": 1}
 
 
 @pytest.mark.slow

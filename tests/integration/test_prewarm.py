@@ -22,10 +22,20 @@ def scheduled_event() -> dict[str, Any]:
     return dict(json.loads((EVENTS / "scheduled.json").read_text()))
 
 
-def run(lam: Lambda, prewarm: list[Any] | None = None) -> dict[str, int]:
-    """One scheduled run: the bare scheduled event, or the rule's Input when a list is given."""
+def answer_of(lam: Lambda, prewarm: list[Any] | None = None) -> dict[str, Any]:
+    """One scheduled run's whole answer (what `make invoke` prints): the bare scheduled event, or the rule's Input
+    when a list is given."""
     event = scheduled_event() if prewarm is None else {"prewarm": prewarm}
     return lam.invoke(event)
+
+
+def counts(answer: dict[str, Any]) -> dict[str, int]:
+    return {outcome: answer[outcome] for outcome in ("refreshed", "minted", "skipped", "failed")}
+
+
+def run(lam: Lambda, prewarm: list[Any] | None = None) -> dict[str, int]:
+    """One scheduled run's counts."""
+    return counts(answer_of(lam, prewarm))
 
 
 def summary(refreshed: int = 0, minted: int = 0, skipped: int = 0, failed: int = 0) -> dict[str, int]:
@@ -96,7 +106,7 @@ def test_a_token_the_endpoint_gives_back_unchanged_is_not_fetched_again_every_ru
     assert lam.stack.token_endpoint.request_count == 2
 
 
-def test_listed_tokens_are_minted_and_bad_entries_reported_and_skipped(lam: Lambda, captured_logs: Any) -> None:
+def test_listed_tokens_are_minted_and_entries_that_can_never_be_served_fail(lam: Lambda, captured_logs: Any) -> None:
     listed = [
         {"app": "demo", "scope": "cx.queue-calls cx.agent-calls", "caller": CALLER_ROLE},
         {"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE},
@@ -109,12 +119,15 @@ def test_listed_tokens_are_minted_and_bad_entries_reported_and_skipped(lam: Lamb
         {"app": "demo", "scope": "cx.admin", "caller": CALLER_ROLE},  # scope the app does not allow
     ]
 
-    assert run(lam, listed) == summary(minted=2, skipped=6)
+    answer = answer_of(lam, listed)
+
+    assert counts(answer) == summary(minted=2, failed=6)
+    assert answer["reasons"] == {"failed:bad_entry": 4, "failed:unknown_app": 1, "failed:scope_not_allowed": 1}
 
     assert sorted(received.scope or "" for received in lam.stack.token_endpoint.received) == \
         ["cx.agent-calls", SCOPES]
     logs = captured_logs()
-    assert logs.count("pre-warm entry skipped") == 6
+    assert logs.count("pre-warm entry can never be served") == 6
     # Minted into the shared cache: a cold container's vends need no upstream call.
     lam.new_container()
     assert lam.vend(scope=SCOPES).status == 200
@@ -143,7 +156,10 @@ def test_entries_of_rotated_credentials_are_left_to_expire(expiring: Lambda) -> 
     lam.vend()
     lam.stack.add_app("demo", allowed_callers=[CALLER_ROLE])  # new client secret: a new credential
 
-    assert run(lam) == summary(skipped=1)
+    answer = answer_of(lam)
+
+    assert counts(answer) == summary()  # not work the run could do: not counted
+    assert answer["stale"] == {"rotated_credentials": 1}
     assert lam.stack.token_endpoint.request_count == 1
 
 
@@ -155,9 +171,10 @@ def test_a_run_that_is_out_of_time_leaves_the_rest_for_the_next_run(expiring: La
 
     times = iter([28_000])  # the run starts with the whole timeout, then it is nearly spent
 
-    assert prewarm.run(scheduled_event(), container.current(), lambda: next(times, 5_000)) == summary(skipped=1)
+    assert counts(prewarm.run(scheduled_event(), container.current(), lambda: next(times, 5_000))) == \
+        summary(skipped=1)
     assert lam.stack.token_endpoint.request_count == 1
-    assert prewarm.run(scheduled_event(), container.current(), lambda: 28_000) == summary(refreshed=1)
+    assert counts(prewarm.run(scheduled_event(), container.current(), lambda: 28_000)) == summary(refreshed=1)
 
 
 def test_a_stand_in_context_without_a_real_clock_does_not_stop_the_run(expiring: Lambda) -> None:
@@ -165,7 +182,7 @@ def test_a_stand_in_context_without_a_real_clock_does_not_stop_the_run(expiring:
 
     expiring.vend()
 
-    assert prewarm.run(scheduled_event(), container.current(), lambda: 5) == summary(refreshed=1)
+    assert counts(prewarm.run(scheduled_event(), container.current(), lambda: 5)) == summary(refreshed=1)
 
 
 def test_a_prewarm_racing_a_vend_makes_one_upstream_request(lam: Lambda) -> None:
@@ -211,7 +228,7 @@ def test_two_deliveries_of_one_scheduled_event_refresh_once(expiring: Lambda) ->
     lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
     lam.stack.token_endpoint.delay = 0.5
     start = threading.Barrier(2)
-    outcomes: list[dict[str, int]] = []
+    outcomes: list[dict[str, Any]] = []
 
     def deliver() -> None:
         start.wait()
@@ -235,16 +252,16 @@ def test_run_logs_its_summary_and_emits_metrics_without_any_token(expiring: Lamb
     captured_logs()  # only what the run writes from here on
 
     assert run(lam, [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE}, {"app": "bad app"}]) == \
-        summary(refreshed=1, minted=1, skipped=1)
+        summary(refreshed=1, minted=1, failed=1)
 
     lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
     [line] = [line for line in lines if line.get("message") == "pre-warm run"]
-    assert line["summary"] == summary(refreshed=1, minted=1, skipped=1)
-    assert line["reasons"] == {"skipped:bad_entry": 1}
+    assert line["summary"] == summary(refreshed=1, minted=1, failed=1)
+    assert line["reasons"] == {"failed:bad_entry": 1}
     [emf] = [line for line in lines if "_aws" in line]
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "SangomaTokenVending"
     assert [metric(emf, name) for name in ("PrewarmRefreshed", "PrewarmMinted", "PrewarmSkipped",
-                                           "PrewarmFailed")] == [1, 1, 1, 0]
+                                           "PrewarmFailed")] == [1, 1, 0, 1]
     assert metric(emf, "CachedTokens") == 2
     assert DEFAULT_EXPIRES_IN - 60 < metric(emf, "SoonestTokenExpiry") <= DEFAULT_EXPIRES_IN
     assert metric(emf, "UpstreamRequests") == 2
@@ -278,7 +295,10 @@ def test_a_token_whose_scope_set_the_policy_no_longer_allows_is_left_to_expire(e
                       client_id="demo-client", client_secret=lam.stack.token_endpoint.clients["demo-client"])
     lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
 
-    assert run(lam) == summary(refreshed=1, skipped=1)
+    answer = answer_of(lam)
+
+    assert counts(answer) == summary(refreshed=1)
+    assert answer["stale"] == {"scope_not_allowed": 1}
     assert [received.scope for received in lam.stack.token_endpoint.received][2:] == ["cx.agent-calls"]
 
 
@@ -288,11 +308,12 @@ def test_an_app_that_allows_no_caller_any_more_is_not_refreshed(expiring: Lambda
     lam.stack.add_app("demo", allowed_callers=[], client_id="demo-client",
                       client_secret=lam.stack.token_endpoint.clients["demo-client"])
 
-    assert run(lam) == summary(skipped=1)
-    assert run(lam, [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE}]) == summary(skipped=2)
+    assert run(lam) == summary()
+    assert run(lam, [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE}]) == summary(failed=1)
     assert lam.stack.token_endpoint.request_count == 1
     runs = [json.loads(line) for line in captured_logs().splitlines() if '"pre-warm run"' in line]
-    assert [run["reasons"] for run in runs] == [{"skipped:policy": 1}, {"skipped:policy": 2}]
+    assert [run["reasons"] for run in runs] == [{}, {"failed:caller_not_admitted": 1}]
+    assert [run["stale"] for run in runs] == [{"caller_not_admitted": 1}] * 2
 
 
 def test_a_scheduled_event_with_a_minimal_context_object(expiring: Lambda) -> None:
@@ -306,4 +327,87 @@ def test_a_scheduled_event_with_a_minimal_context_object(expiring: Lambda) -> No
 
     expiring.vend()
 
-    assert lambda_handler(scheduled_event(), MinimalContext()) == summary(refreshed=1)
+    assert counts(lambda_handler(scheduled_event(), MinimalContext())) == summary(refreshed=1)
+
+
+# -- what the run tells the operator: audit records, entries that can never be served, stale entries -----------
+
+SCHEDULE_RECORD = {"audit", "caller", "charged_to", "app", "scope", "holder", "outcome"}
+
+
+def schedule_records(logs: str) -> list[dict[str, Any]]:
+    lines = (json.loads(text) for text in logs.splitlines() if text.startswith("{"))
+    return [line for line in lines if line.get("audit") == "schedule"]
+
+
+def test_each_mint_the_run_asks_for_leaves_one_audit_record_without_the_token(expiring: Lambda,
+                                                                            captured_logs: Any) -> None:
+    lam = expiring
+    lam.vend()  # the role's token, due for refresh
+    lam.stack.token_endpoint.expires_in = DEFAULT_EXPIRES_IN
+    lam.stack.add_app("billing", allowed_callers=[CALLER_ROLE], register_with_endpoint=False)  # invalid_client
+    captured_logs()
+
+    run(lam, [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_ROLE},
+              {"app": "billing", "scope": SCOPES, "caller": CALLER_ROLE}])
+
+    logs = captured_logs()
+    records = sorted(schedule_records(logs), key=lambda record: (record["app"], record["scope"]))
+    holder = "arn:aws:sts::111122223333:assumed-role/billing-service"
+    assert [(record["app"], record["scope"], record["outcome"]) for record in records] == [
+        ("billing", SCOPES, "upstream_error"), ("demo", "cx.agent-calls", "ok"), ("demo", SCOPES, "ok")]
+    for record in records:
+        assert (record["caller"], record["charged_to"], record["holder"]) == ("schedule", "schedule", holder)
+        minted = record["outcome"] == "ok"
+        assert set(record) >= SCHEDULE_RECORD | ({"source", "fingerprint"} if minted else set())
+        assert ("source" in record, "fingerprint" in record) == (minted, minted)
+    lam.new_container()
+    assert lam.vend(scope="cx.agent-calls").body["fingerprint"] == records[1]["fingerprint"]
+    for received in lam.stack.token_endpoint.received:
+        assert (received.client_secret or "") not in logs
+    assert "sgm_" not in logs  # the stub's tokens start so
+
+
+def test_a_mint_the_app_budget_refuses_is_audited_with_the_budget(lam: Lambda, settings_env: Any,
+                                                                  captured_logs: Any) -> None:
+    from .test_minting_bounds import spend_the_budget
+
+    settings_env(MAX_MINTS_PER_APP_PER_HOUR=1)
+    spend_the_budget(lam.stack, "demo", 1)
+
+    answer = answer_of(lam, [{"app": "demo", "scope": SCOPES, "caller": CALLER_ROLE}])
+
+    assert answer["reasons"] == {"skipped:mint_limit_reached": 1}
+    [record] = schedule_records(captured_logs())
+    assert record["outcome"] == "mint_limit_reached" and record["budget"] == "app"
+    assert "source" not in record and "fingerprint" not in record  # nothing was minted
+
+
+def test_listed_entries_that_can_never_be_served_fail_so_the_alarm_fires(lam: Lambda, captured_logs: Any) -> None:
+    listed = [{"app": "demo", "scope": SCOPES},  # the app gives each caller its own token: whose?
+              {"app": "ghost", "scope": SCOPES, "caller": CALLER_ROLE},  # no such app
+              {"app": "demo", "scope": SCOPES, "caller": "arn:aws:iam::111122223333:role/stranger"}]  # not admitted
+
+    answer = answer_of(lam, listed)
+
+    assert counts(answer) == summary(failed=3)
+    assert answer["reasons"] == {"failed:caller_not_admitted": 1, "failed:no_caller": 1, "failed:unknown_app": 1}
+    lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
+    [emf] = [line for line in lines if "_aws" in line]
+    assert metric(emf, "PrewarmFailed") == 3  # PrewarmFailuresAlarm: PrewarmFailed >= 1 in the hour
+    assert lam.stack.token_endpoint.request_count == 0
+    assert schedule_records(json.dumps(lines)) == []  # nothing was asked for
+
+
+def test_entries_of_a_mode_the_app_no_longer_uses_are_stale_not_skipped_every_run(lam: Lambda) -> None:
+    from .test_per_caller import share_tokens
+
+    lam.vend()  # the role's own token
+    share_tokens(lam.stack)  # the app now shares its tokens: the role's entry is no longer served
+
+    answers = [answer_of(lam), answer_of(lam)]
+
+    for answer in answers:
+        assert counts(answer) == summary()  # neither skipped nor failed, run after run
+        assert answer["stale"] == {"now_shared": 1}
+    assert lam.stack.token_endpoint.request_count == 1

@@ -19,13 +19,14 @@ from devstack.gateway import LocalGateway, Principal
 from tests.documents import ROOT, Block, blocks
 
 from .conftest import CALLER_ROLE, CALLER_SESSION, SCOPES, Lambda
-from .operator_commands import AWS_FLOW, LOCAL_FLOW, shell_env
+from .operator_commands import AWS_FLOW, CALLER_BUDGET_FLOW, LOCAL_FLOW, MODE_SWITCH_FLOW, shell_env
 from .test_serve import Served
 
 MARKERS = {"runs offline", "needs AWS", "needs Docker"}
 # What the documents show that tests run beside the operator flows: the quick start (`make test` is what CI
 # runs), `make serve`'s block (its commands are compared with what make serve prints, which
-# test_serve.py runs), and `make invoke` (tests/artifact/test_readme_invoke.py runs each line shown).
+# test_serve.py runs), and `make invoke` (tests/artifact/test_readme_invoke.py runs each line shown); the
+# rehearsals' flows run in test_serve_rehearsals.py.
 QUICK_START = ["make", "make demo", "make test"]
 SERVE = "make serve"
 INVOKE = ["make invoke EVENT=events/vend.json", "make invoke EVENT=events/scheduled.json",
@@ -47,7 +48,8 @@ def test_every_shell_block_says_whether_it_runs_offline() -> None:
 
 
 def test_every_offline_command_is_one_a_test_runs() -> None:
-    tested = {" ".join(command.split()) for command in [*QUICK_START, SERVE, *INVOKE, *LOCAL_FLOW, *AWS_FLOW]}
+    tested = {" ".join(command.split()) for command in [*QUICK_START, SERVE, *INVOKE, *LOCAL_FLOW, *AWS_FLOW,
+                                                        *MODE_SWITCH_FLOW, *CALLER_BUDGET_FLOW]}
     offline = [(block.document, command) for block in blocks("sh") if block.marker == "runs offline"
                for command in commands(block.body)]
     assert offline

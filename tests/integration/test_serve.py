@@ -4,6 +4,7 @@ onboarded with the documentation's own commands."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from botocore.credentials import Credentials
 from requests_aws4auth import AWS4Auth
 
 from devstack import local_state
+from devstack.gateway import load_credentials
 
 from .operator_commands import DEMO_KEYS, LOCAL_FLOW, printed_commands, render, shell_env
 
@@ -44,11 +47,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class Served:
-    """A running `make serve` (python -m devstack.serve on free ports) and what it printed."""
+    """A running `make serve` (python -m devstack.serve on free ports, or the `command` given) and what it printed."""
 
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(serve_command(), cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+    def __init__(self, command: list[str] | None = None) -> None:
+        # A session of its own: a signal reaches make and the server under it alike.
+        self.process = subprocess.Popen(command or serve_command(), cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
         assert self.process.stdout is not None
         # A safety net, not a timed assertion: a make serve that never finishes starting is ended, and the
         # assertion below then shows what it printed.
@@ -84,9 +88,17 @@ class Served:
         return commands
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
+        os.killpg(self.process.pid, signum)
         try:
-            return self.process.wait(timeout=60)
+            code = self.process.wait(timeout=60)
+            # Under make, the server is make's child: done once every process of the session is.
+            for _ in range(600):
+                try:
+                    os.killpg(self.process.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            return code
         finally:
             for stream in (self.process.stdout, self.process.stderr):
                 if stream:
@@ -125,8 +137,11 @@ def test_a_busy_port_ends_make_serve_at_once_with_one_line_naming_it(variable: s
                             text=True, timeout=60, check=False)
 
     assert result.returncode == 1
-    assert result.stderr == (f"make serve: port {taken_port} ({variable}) is in use: choose another, e.g. "
-                             f"make serve {variable}=<free port>\n")
+    said = re.fullmatch(rf"make serve: port {taken_port} \({variable}\) is in use: choose another, e.g. "
+                        rf"make serve {variable}=(\d+)\n", result.stderr)
+    assert said, result.stderr
+    # The port it suggests is one to paste: a number, free when it was said, not the busy one.
+    assert int(said[1]) not in (0, taken_port)
     assert result.stdout == ""
     assert not local_state.state_file().exists()
 
@@ -255,6 +270,8 @@ def test_make_serves_moto_answers_no_other_host_and_no_other_origin(served: Serv
 # -- signers of others, through make serve's gateway ------------------------------------------------
 
 DEMO_KEY, DEMO_SECRET = (pair.split("=")[1] for pair in DEMO_KEYS.split())
+OUTSIDER_KEYS = ("AWS_ACCESS_KEY_ID=AKIALOCALOUTSIDER001 "
+                 f"AWS_SECRET_ACCESS_KEY={load_credentials()['AKIALOCALOUTSIDER001'].secret_access_key}")
 
 
 def vend_with_requests_params(gateway_url: str) -> tuple[str, int, dict[str, str]]:
@@ -351,14 +368,29 @@ def test_every_command_the_tools_print_in_local_mode_works_pasted(served: Served
     removed = run('make apps ARGS="remove billing" LOCAL=1')
     shown = run('make apps ARGS="show billing" LOCAL=1')
     refused = run(f"{DEMO_KEYS} make smoke URL={served.gateway_url} APP=nobody SCOPE=cx.agent-calls")
+    denied = run(f"{OUTSIDER_KEYS} make smoke URL={served.gateway_url} APP=demo SCOPE=cx.agent-calls")
+    unsigned = run(f"make smoke URL={served.gateway_url} APP=demo SCOPE=cx.agent-calls")
     printed = {name: printed_commands(result.stdout + result.stderr)
-               for name, result in (("put", put), ("remove", removed), ("show", shown), ("smoke", refused))}
+               for name, result in (("put", put), ("remove", removed), ("show", shown), ("smoke", refused),
+                                    ("denied", denied), ("unsigned", unsigned))}
 
-    assert printed["put"] == [f"make smoke URL={served.gateway_url} APP=billing SCOPE=<scope>"]
+    # The smoke test of the app just stored carries the local keys and the app's scopes, quoted.
+    assert printed["put"] == [f"{DEMO_KEYS} make smoke URL={served.gateway_url} APP=billing "
+                              "SCOPE='cx.agent-calls cx.queue-calls'"]
+    # A refused caller is told the check for itself and what it asked for; one without keys, the demo keys.
+    outsider = load_credentials()["AKIALOCALOUTSIDER001"].principal_arn
+    assert printed["denied"] == [f"make apps ARGS=\"check demo --caller {outsider} --scope cx.agent-calls\" LOCAL=1"]
+    assert printed["unsigned"] == [f"{DEMO_KEYS} make smoke URL={served.gateway_url} APP=demo SCOPE=cx.agent-calls"]
+    assert "FUNCTION=" not in denied.stdout + unsigned.stdout + refused.stdout  # nothing to name locally
     assert printed["remove"] == ['make apps ARGS="restore billing" LOCAL=1', "make tokens LOCAL=1"]
     assert printed["show"] == ['make apps ARGS="restore billing" LOCAL=1']
     assert printed["smoke"] == ['make apps ARGS="list" LOCAL=1']
-    for command in ["make tokens LOCAL=1", 'make apps ARGS="list" LOCAL=1', 'make apps ARGS="restore billing" LOCAL=1']:
+    for command in ["make tokens LOCAL=1", 'make apps ARGS="list" LOCAL=1', 'make apps ARGS="restore billing" LOCAL=1',
+                    *printed["put"], *printed["unsigned"]]:
         pasted = run(command)
         assert pasted.returncode == 0, f"{command}\n{pasted.stdout}\n{pasted.stderr}"
+    [check] = printed["denied"]
+    checked = run(check)  # it answers (the outsider is refused: status 1), and says why
+    assert checked.stdout.startswith("denied: the function answers 403 access_denied: no allowed_callers entry of "
+                                     f"demo matches {outsider}"), checked.stdout + checked.stderr
     assert run('make apps ARGS="show billing" LOCAL=1').stdout.count("deletion") == 0  # restored

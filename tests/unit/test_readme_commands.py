@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from tests.documents import documents
-from tests.integration.operator_commands import AWS_FLOW, AWS_ONLY, LOCAL_FLOW
+from tests.integration.operator_commands import AWS_FLOW, AWS_ONLY, CALLER_BUDGET_FLOW, LOCAL_FLOW, MODE_SWITCH_FLOW
 
 OPERATOR_COMMAND = re.compile(r"\bmake (?:apps|smoke|tokens)\b|-m tools\.")
 
@@ -42,7 +42,8 @@ def test_code_lines_joins_continuations_and_drops_comments() -> None:
 
 
 def test_every_operator_command_in_the_readme_and_docs_is_one_the_tests_run() -> None:
-    documented = {normalized(command) for command in [*LOCAL_FLOW, *AWS_FLOW, *AWS_ONLY]}
+    documented = {normalized(command)
+                  for command in [*LOCAL_FLOW, *AWS_FLOW, *AWS_ONLY, *MODE_SWITCH_FLOW, *CALLER_BUDGET_FLOW]}
 
     shown = [(name, normalized(command)) for name, text in documents().items()
              for command in code_lines(text) if OPERATOR_COMMAND.search(command)]
