@@ -80,3 +80,13 @@ def test_a_callers_spent_budget_names_the_caller_and_every_refusal_counts(lam: L
     assert insights.run(QUERIES["BudgetRefusals"], records) == [
         {"app": "demo", "budget": "caller", "budget_holder": CALLER_HOLDER, "refusals": 2}]
     assert sum(record.get("MintLimitReached", 0) for record in records) == 2  # each refusal, not only the first
+
+
+def test_the_scheduled_runs_mints_are_counted_as_the_schedules(lam: Lambda, captured_logs: Any) -> None:
+    captured_logs()
+    lam.invoke({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {},
+                "prewarm": [{"app": "demo", "scope": "cx.agent-calls", "caller": CALLER_SESSION}]})
+
+    rows = insights.run(QUERIES["MintsByHolderAndApp"], log_records(captured_logs()))
+
+    assert rows == [{"app": "demo", "charged_to": "schedule", "mints": 1}]
