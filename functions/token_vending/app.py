@@ -22,6 +22,7 @@ from .observability import logger, record_report, record_vend, start_invocation,
 from .request_input import APP_NAME_RULE, ApiCall, parse_fingerprint, parse_token_request
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1: token answers are never cached
+DROPPED_HEADER = "Token-Dropped"  # a report's answer: "true" (dropped) or "false" (not the cached token any more)
 TOKEN_RESOURCE = "/apps/{app}/token"  # noqa: S105 - the API's one resource (template.yaml), not a password
 
 api = APIGatewayRestResolver(strip_prefixes=["/v1"])  # the stage, should a path carry it
@@ -59,7 +60,8 @@ def report_rejected_token(app: str) -> Response[str]:
                    fingerprint=token_fingerprint, dropped=reported.dropped)
     if reported.charged_to:  # it dropped the cached token: the mint replacing it is paid for by the reporter
         audit.answered("ok", 204, charged_to=reported.charged_to)
-    return Response(status_code=204, body="", headers=NO_STORE)
+    # Whether it dropped the cached token, or it was not the cached one any more: what the reporter is told.
+    return Response(status_code=204, body="", headers={**NO_STORE, DROPPED_HEADER: str(reported.dropped).lower()})
 
 
 @api.not_found

@@ -163,14 +163,16 @@ def test_report_rejected_invalidates_and_the_next_get_fetches_a_new_token(gatewa
     client = client_for(gateway)
     rejected = client.get_token("demo", SCOPES)
 
-    client.report_rejected("demo", "cx.queue-calls cx.agent-calls", rejected)
+    assert client.report_rejected("demo", "cx.queue-calls cx.agent-calls", rejected) is True
     fresh = client.get_token("demo", SCOPES)
+    assert client.report_rejected("demo", SCOPES, rejected) is False  # not the token the service hands out now
 
     assert fresh.access_token != rejected.access_token
     assert gateway.requests == [
         ("GET /apps/demo/token?scope=cx.agent-calls%20cx.queue-calls", 200),
         (f"DELETE /apps/demo/token?fingerprint={rejected.fingerprint}&scope=cx.agent-calls%20cx.queue-calls", 204),
         ("GET /apps/demo/token?scope=cx.agent-calls%20cx.queue-calls", 200),
+        (f"DELETE /apps/demo/token?fingerprint={rejected.fingerprint}&scope=cx.agent-calls%20cx.queue-calls", 204),
     ]
     assert lam.stack.token_endpoint.request_count == 2
 
@@ -636,7 +638,11 @@ def test_cli_report_takes_the_token_on_stdin(gateway: LocalGateway) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert result.stderr.startswith(f"reported {answer['fingerprint']} for demo (cx.agent-calls cx.queue-calls): "
-                                    "dropped if it is still the token the service hands you")
+                                    "dropped; the next get fetches a new one")
+    again = run_cli("report", "--url", gateway.url, "--region", "us-east-1", "--app", "demo", "--scope", SCOPES,
+                    "--token-stdin", stdin=answer["access_token"] + "\n")
+    assert again.returncode == 0, again.stderr
+    assert "not the cached token any more (it was replaced already): nothing dropped" in again.stderr
     assert answer["access_token"] not in result.stderr
     assert gateway.requests[-1] == (
         f"DELETE /apps/demo/token?fingerprint={answer['fingerprint']}&scope=cx.agent-calls%20cx.queue-calls", 204)

@@ -68,6 +68,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+# What the service did with a reported token (its answer's Token-Dropped header; None: it did not say).
+REPORT_OUTCOMES = {
+    True: "dropped; the next get fetches a new one",
+    False: "not the cached token any more (it was replaced already): nothing dropped; the next get gets the "
+           "current one",
+    None: "dropped if it is still the token the service hands you (if not, it was replaced already); the next "
+          "get fetches a new one",
+}
+
+
 def main(argv: Sequence[str] | None = None, prog: str = SCRIPT) -> int:
     """The `sangoma-token` console script; returns the exit status."""
     args = _parser(prog).parse_args(argv)
@@ -80,7 +90,7 @@ def main(argv: Sequence[str] | None = None, prog: str = SCRIPT) -> int:
             print(json.dumps(client.get_token(args.app, args.scope).as_dict(), indent=2))
             return Exit.DONE
         token_fingerprint = fingerprint(sys.stdin.read().strip()) if args.token_stdin else args.fingerprint
-        client.report_rejected_fingerprint(args.app, args.scope, token_fingerprint)
+        dropped = client.report_rejected_fingerprint(args.app, args.scope, token_fingerprint)
     except TokenVendingError as error:
         print(f"error: {error.error}: {error.error_description}", file=sys.stderr)
         if args.command == "report" and error.error == TOO_EARLY:
@@ -93,10 +103,8 @@ def main(argv: Sequence[str] | None = None, prog: str = SCRIPT) -> int:
     except botocore.exceptions.BotoCoreError as error:  # a broken profile or credentials configuration
         print(f"error: configuration: {error}", file=sys.stderr)
         return Exit.FAILED
-    # The service answers 204 either way: it dropped the token if it was still the one it hands this caller.
-    print(f"reported {token_fingerprint} for {args.app} ({' '.join(normalize_scopes(args.scope))}): dropped if "
-          "it is still the token the service hands you (if not, it was replaced already); the next get fetches "
-          "a new one", file=sys.stderr)
+    reported = f"reported {token_fingerprint} for {args.app} ({' '.join(normalize_scopes(args.scope))})"
+    print(f"{reported}: {REPORT_OUTCOMES[dropped]}", file=sys.stderr)
     return Exit.DONE
 
 

@@ -59,6 +59,9 @@ def normalize_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({token for value in values for token in value.split(" ") if token}))
 
 
+DROPPED_HEADER = "Token-Dropped"  # a report's answer: "true" if the service dropped the token, else "false"
+
+
 @dataclass(frozen=True)
 class Token:
     """The service's answer: `token.access_token`, or `token["access_token"]` like the JSON answer.
@@ -153,19 +156,24 @@ class TokenClient:
                 self._cache.pop(key, None)
         return token
 
-    def report_rejected(self, app: str, scopes: str | Iterable[str], token: Token | str) -> None:
-        """Tell the service a CX API rejected `token`, and forget it here: the next get_token fetches again."""
+    def report_rejected(self, app: str, scopes: str | Iterable[str], token: Token | str) -> bool | None:
+        """Tell the service a CX API rejected `token`, and forget it here: the next get_token fetches again.
+        True: the service dropped it; False: it was not the token it hands out any more (replaced already);
+        None: the service did not say."""
         access_token = token.access_token if isinstance(token, Token) else token
-        self.report_rejected_fingerprint(app, scopes, fingerprint(access_token))
+        return self.report_rejected_fingerprint(app, scopes, fingerprint(access_token))
 
-    def report_rejected_fingerprint(self, app: str, scopes: str | Iterable[str], token_fingerprint: str) -> None:
+    def report_rejected_fingerprint(self, app: str, scopes: str | Iterable[str],
+                                    token_fingerprint: str) -> bool | None:
         """report_rejected for callers that hold only the fingerprint (the command line)."""
         key = (app, normalize_scopes(scopes))
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached.token.fingerprint == token_fingerprint:
                 del self._cache[key]
-        self._call("DELETE", app, [("fingerprint", token_fingerprint), ("scope", " ".join(key[1]))])
+        answer = self._call("DELETE", app, [("fingerprint", token_fingerprint), ("scope", " ".join(key[1]))])
+        dropped = answer.headers.get(DROPPED_HEADER)
+        return None if dropped is None else dropped == "true"
 
     def forget(self) -> None:
         """Drop every cached token."""
