@@ -14,6 +14,7 @@ import botocore.session
 from botocore.config import Config
 
 from .app_config import AppConfigStore
+from .clock import SYSTEM_CLOCK, Clock
 from .memory_cache import MemoryCache
 from .settings import Settings
 from .token_endpoint import TokenEndpoint
@@ -31,6 +32,9 @@ AWS_CLIENT_CONFIG = Config(
 
 class Container:
     SERVICES = ("secretsmanager", "dynamodb", "kms")
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock  # every class below reads the time from it (tests pass one they move)
 
     @cached_property
     def settings(self) -> Settings:
@@ -59,24 +63,26 @@ class Container:
     @cached_property
     def store(self) -> TokenStore:
         return TokenStore(lambda: self.dynamodb, lambda: self.kms, self.settings.token_table_name,
-                          self.settings.token_kms_key_id)
+                          self.settings.token_kms_key_id, clock=self.clock.now)
 
     @cached_property
     def configs(self) -> AppConfigStore:
-        return AppConfigStore(lambda: self.secretsmanager, self.settings)
+        return AppConfigStore(lambda: self.secretsmanager, self.settings, clock=self.clock.monotonic)
 
     @cached_property
     def endpoint(self) -> TokenEndpoint:
-        return TokenEndpoint(self.settings)
+        return TokenEndpoint(self.settings, clock=self.clock)
 
     @cached_property
     def guard(self) -> UpstreamGuard:
-        return UpstreamGuard(self.settings, GuardTable(lambda: self.dynamodb, self.settings.token_table_name))
+        return UpstreamGuard(self.settings, GuardTable(lambda: self.dynamodb, self.settings.token_table_name,
+                                                       clock=self.clock.now), clock=self.clock.now)
 
     @cached_property
     def source(self) -> TokenSource:
-        memory = MemoryCache(trust_seconds=self.settings.memory_trust_seconds)
-        return TokenSource(self.settings, self.store, memory, self.endpoint, self.guard)
+        memory = MemoryCache(trust_seconds=self.settings.memory_trust_seconds, clock=self.clock.monotonic)
+        return TokenSource(self.settings, self.store, memory, self.endpoint, self.guard, clock=self.clock.now,
+                           sleep=self.clock.sleep)
 
     @cached_property
     def vendor(self) -> TokenVendor:
@@ -101,9 +107,9 @@ def current() -> Container:
     return _current
 
 
-def start_new_container() -> Container:
+def start_new_container(clock: Clock | None = None) -> Container:
     """Forget everything this container holds and read the environment again, as a fresh Lambda
-    container would (tests and benchmarks)."""
+    container would (tests and benchmarks). The new one reads the same clock unless given another."""
     global _current
-    _current = Container()
+    _current = Container(_current.clock if clock is None else clock)
     return _current

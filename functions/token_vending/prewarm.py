@@ -43,7 +43,6 @@ them as metrics (PrewarmFailed raises an alarm), with the soonest expiry left.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -196,7 +195,7 @@ class _Run:
     def _finish(self) -> dict[str, int]:
         counts = self._summary.counts()
         soonest = min(self._expiries.values(), default=None)
-        soonest_left = None if soonest is None else soonest - time.time()
+        soonest_left = None if soonest is None else soonest - self._container.clock.now()
         record_prewarm(counts, soonest_left, len(self._expiries))
         logger.info("pre-warm run", extra={"summary": counts, "reasons": dict(self._summary.reasons),
                                            "cached_tokens": len(self._expiries),
@@ -225,7 +224,7 @@ class _Run:
             self._summary.count("skipped", skip)  # let it expire: DynamoDB's TTL removes it
             return
         self._expiries[key] = entry.expires_at
-        left = entry.expires_at - time.time()
+        left = entry.expires_at - self._container.clock.now()
         if entry.renewal_blocked and left > 0:
             self._summary.count("skipped", "renewal_blocked")
             return

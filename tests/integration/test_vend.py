@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
-from .conftest import CALLER_SESSION, SCOPES, Lambda
+from .conftest import CALLER_SESSION, SCOPES, Lambda, MovableClock
 
 
 def test_vend_fetches_a_token_with_exactly_the_scopes_asked(lam: Lambda) -> None:
@@ -93,11 +93,12 @@ def test_token_near_expiry_in_the_table_is_refetched(lam: Lambda, settings_env) 
     assert lam.stack.token_endpoint.request_count == 2
 
 
-def test_expired_table_entry_is_refetched_even_before_dynamodb_ttl_deletes_it(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
+def test_expired_table_entry_is_refetched_even_before_dynamodb_ttl_deletes_it(  # type: ignore[no-untyped-def]
+        lam: Lambda, settings_env, clock: MovableClock) -> None:
     settings_env(MIN_TTL_SECONDS=0)
     lam.stack.token_endpoint.expires_in = 2
     first = lam.vend()
-    time.sleep(2.1)
+    clock.advance(2.1)  # the token's two seconds pass
     lam.new_container()
 
     second = lam.vend()
