@@ -41,7 +41,8 @@ def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
 
 
 def resource(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
-    return load_template(path)["Resources"][logical_id]  # type: ignore[no-any-return]
+    stat = path.stat()
+    return copy.deepcopy(_parsed(path.resolve(), stat.st_mtime_ns, stat.st_size)["Resources"][logical_id])  # type: ignore[no-any-return]
 
 
 def table_definition(name: str, path: Path = TEMPLATE) -> dict[str, Any]:
