@@ -88,9 +88,14 @@ def test_503_with_retry_after_is_remembered_until_it_passes(lam: Lambda) -> None
     assert lam.stack.token_endpoint.request_count == 2
 
 
+# A second of read timeout: a loaded machine answers a prompt reply well within it, and a late one (the stub waits
+# 2.5 s first) never is.
+SLOW = Reply(200, TOKEN, delay=2.5)
+
+
 def test_an_answer_slower_than_the_read_timeout_is_retried_then_503(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
-    settings_env(TOKEN_READ_TIMEOUT_SECONDS=0.3)
-    lam.stack.token_endpoint.queue(*[Reply(200, TOKEN, delay=1.0)] * 3)
+    settings_env(TOKEN_READ_TIMEOUT_SECONDS=1)
+    lam.stack.token_endpoint.queue(SLOW, SLOW, SLOW)
 
     answer = lam.vend()
 
@@ -99,8 +104,8 @@ def test_an_answer_slower_than_the_read_timeout_is_retried_then_503(lam: Lambda,
 
 
 def test_a_slow_answer_then_a_fast_one_succeeds(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
-    settings_env(TOKEN_READ_TIMEOUT_SECONDS=0.3)
-    lam.stack.token_endpoint.queue(Reply(200, TOKEN, delay=1.0))
+    settings_env(TOKEN_READ_TIMEOUT_SECONDS=1)
+    lam.stack.token_endpoint.queue(SLOW)
 
     answer = lam.vend()
 
