@@ -10,6 +10,9 @@ SCAN_VENV := .venv-scan
 LAMBDA_VENV := .venv-lambda
 LAMBDA_PYTHON_TOOL := tools/lambda-python
 PIP_FLAGS := --quiet --disable-pip-version-check
+# The tools' virtualenvs skip compiling every module at install (a quarter of the install's CPU): Python compiles
+# what it imports on first use. The Lambda runtime's venv keeps it, so cold-start figures never include it.
+TOOL_PIP_FLAGS := $(PIP_FLAGS) --no-compile
 
 # A value given on the command line (APP=..., ENV=..., ARGS=..., a port, a function setting) is data, never make or
 # shell text: it keeps its text as written (make expands no $(...) in it) and reaches its command through the
@@ -24,7 +27,7 @@ $(foreach name,$(.VARIABLES),$(if $(filter command line,$(origin $(name))),$(cal
 $(foreach name,$(OPERATOR_VALUES),$(if $(filter environment,$(origin $(name))),$(call literal_value,$(name))))
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint unit integration artifact validate scan build deploy-check deploy serve invoke bench tokens apps smoke clean
+.PHONY: help demo check test lint unit integration artifact validate scan build deploy-check deploy serve invoke bench tokens apps smoke clean
 
 help: ## this list
 	@echo "Sangoma CX token vending: make TARGET"
@@ -36,22 +39,22 @@ help: ## this list
 $(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
 	@echo "installing $(VENV): pytest, moto, boto3, Powertools, ruff, mypy, cfn-lint, awscurl (about 2 min the first time)" >&2
 	@$(PYTHON) -m venv $(VENV) >&2
-	@$(VENV)/bin/pip install $(PIP_FLAGS) ".[dev]" >&2
-	@$(VENV)/bin/pip install $(PIP_FLAGS) --editable ./layers/client >&2  # edits show without a reinstall
+	@$(VENV)/bin/pip install $(TOOL_PIP_FLAGS) ".[dev]" >&2
+	@$(VENV)/bin/pip install $(TOOL_PIP_FLAGS) --editable ./layers/client >&2  # edits show without a reinstall
 	@touch $@
 
 # SAM CLI pins libraries the dev set disagrees with: it lives in a venv of its own.
 $(SAM_VENV)/.installed: pyproject.toml
 	@echo "installing $(SAM_VENV): the AWS SAM CLI (about 2 min the first time)" >&2
 	@$(PYTHON) -m venv $(SAM_VENV) >&2
-	@$(SAM_VENV)/bin/pip install $(PIP_FLAGS) ".[sam]" >&2
+	@$(SAM_VENV)/bin/pip install $(TOOL_PIP_FLAGS) ".[sam]" >&2
 	@touch $@
 
 # checkov, too, pins libraries the dev set disagrees with: a venv of its own.
 $(SCAN_VENV)/.installed: pyproject.toml
 	@echo "installing $(SCAN_VENV): checkov, the template security scanner (about 2 min the first time)" >&2
 	@$(PYTHON) -m venv $(SCAN_VENV) >&2
-	@$(SCAN_VENV)/bin/pip install $(PIP_FLAGS) ".[scan]" >&2
+	@$(SCAN_VENV)/bin/pip install $(TOOL_PIP_FLAGS) ".[scan]" >&2
 	@touch $@
 
 # The Lambda python3.13 runtime's own packages (boto3 at its release, awslambdaric) on CPython 3.13:
@@ -66,16 +69,24 @@ $(LAMBDA_VENV)/.installed: devstack/lambda-runtime-requirements.txt $(LAMBDA_PYT
 demo: $(VENV)/.installed ## vend one token through the real handler against an embedded local stack
 	$(PY) -m devstack.demo
 
-# One line per stage with its time (tools/stage); a new stage is one more line here.
+# The inner loop: the fast tests are the unit tests that need no local stack and start no process (tests/conftest.py
+# marks them); the README's Testing section says how a test becomes one.
+check: lint ## the inner loop, under a minute: ruff, mypy --strict and the fast tests (rules, in-process fakes)
+	$(PY) -m pytest -m fast -q
+
+# One line per stage with its time (tools/stage); a new stage is one more line here. The virtualenvs install side
+# by side (mostly waiting on the package index), and the tests on the local stack run on TEST_WORKERS pytest-xdist
+# workers, each with a moto server and a stub token endpoint of its own.
 STAGE := tools/stage
 SUBMAKE := $(MAKE) --no-print-directory
-test: ## everything CI runs, a line per stage: virtualenvs, lint, build, deploy-check, unit, integration, artifact
-	@$(STAGE) virtualenvs $(SUBMAKE) --silent $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed $(LAMBDA_VENV)/.installed
-	@$(STAGE) lint $(SUBMAKE) lint validate scan
+TEST_WORKERS ?= 3
+test: ## everything CI runs, a line per stage: virtualenvs, check, templates, build, deploy-check, stack, artifact
+	@$(STAGE) virtualenvs $(SUBMAKE) --silent -j4 $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed $(LAMBDA_VENV)/.installed
+	@$(STAGE) check $(SUBMAKE) check
+	@$(STAGE) templates $(SUBMAKE) -j2 --output-sync=target validate scan
 	@$(STAGE) build $(SUBMAKE) --silent build
 	@$(STAGE) deploy-check $(SUBMAKE) --silent deploy-check
-	@$(STAGE) unit $(PY) -m pytest tests/unit
-	@$(STAGE) integration $(PY) -m pytest tests/integration
+	@$(STAGE) stack $(PY) -m pytest -m "not fast" -n $(TEST_WORKERS) --dist worksteal tests/unit tests/integration
 	@$(STAGE) artifact $(PY) -m pytest tests/artifact
 
 lint: $(VENV)/.installed ## ruff and mypy --strict

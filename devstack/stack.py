@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import urllib.request
 from typing import Any
 
@@ -49,6 +50,8 @@ class LocalStack:
         """Ports 0 pick free ones (tests); `make serve` fixes them so URLs can be written down."""
         self.moto = MotoServer(port=moto_port)
         self.token_endpoint = StubTokenEndpoint(port=token_port)
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -72,8 +75,13 @@ class LocalStack:
         return function_env(self.moto.url, self.token_endpoint.url)
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.moto.url, region_name=REGION,  # type: ignore[call-overload]
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        """A boto3 client of the service on this stack, made once (making one takes longer than most calls)."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(  # type: ignore[call-overload]
+                    service, endpoint_url=self.moto.url, region_name=REGION,
+                    aws_access_key_id="testing", aws_secret_access_key="testing")
+            return self._clients[service]
 
     def provision(self) -> None:
         """Create the table (from template.yaml's definition) and the KMS key with its alias."""

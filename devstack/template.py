@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,21 @@ _CfnLoader.add_multi_constructor("!", _any_tag)
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    stat = path.stat()
+    return copy.deepcopy(_parsed(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    # Parsing the template takes about 0.2 s and every test's fresh local stack needs it: parsed once per
+    # version of the file (its time and size are part of the cache key), copied for each caller.
     with path.open() as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(handle, Loader=_CfnLoader)  # type: ignore[no-any-return]  # noqa: S506 - a SafeLoader subclass
 
 
 def resource(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
-    return load_template(path)["Resources"][logical_id]  # type: ignore[no-any-return]
+    stat = path.stat()
+    return copy.deepcopy(_parsed(path.resolve(), stat.st_mtime_ns, stat.st_size)["Resources"][logical_id])  # type: ignore[no-any-return]
 
 
 def table_definition(name: str, path: Path = TEMPLATE) -> dict[str, Any]:

@@ -12,6 +12,18 @@ import pytest
 
 from devstack.stack import LocalStack
 
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the fast tests, what `make check` runs: the unit tests that need no local stack (no moto server: the
+    `local_stack` fixture, or a fixture built on it) and start no process (`@pytest.mark.process`). They test rules
+    against pure functions and in-process fakes, and all of them take seconds."""
+    for item in items:
+        if item.path.is_relative_to(UNIT) and "local_stack" not in getattr(item, "fixturenames", ()) \
+                and item.get_closest_marker("process") is None:
+            item.add_marker(pytest.mark.fast)
+
 
 @pytest.fixture
 def captured_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:

@@ -15,6 +15,7 @@ from botocore.config import Config
 
 from . import settings as function_settings
 from .app_config import AppConfigStore
+from .clock import SYSTEM_CLOCK, Clock
 from .memory_cache import MemoryCache
 from .observability import logger
 from .reports import TokenReports
@@ -34,6 +35,9 @@ AWS_CLIENT_CONFIG = Config(
 
 class Container:
     SERVICES = ("secretsmanager", "dynamodb", "kms")
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock  # every class below reads the time from it (tests pass one they move)
 
     @cached_property
     def _loaded_settings(self) -> Settings | InvalidSettings:
@@ -76,27 +80,29 @@ class Container:
     @cached_property
     def store(self) -> TokenStore:
         return TokenStore(lambda: self.dynamodb, lambda: self.kms, self.settings.token_table_name,
-                          self.settings.token_kms_key_id)
+                          self.settings.token_kms_key_id, clock=self.clock.now)
 
     @cached_property
     def configs(self) -> AppConfigStore:
-        return AppConfigStore(lambda: self.secretsmanager, self.settings)
+        return AppConfigStore(lambda: self.secretsmanager, self.settings, clock=self.clock.monotonic)
 
     @cached_property
     def endpoint(self) -> TokenEndpoint:
-        return TokenEndpoint(self.settings)
+        return TokenEndpoint(self.settings, clock=self.clock)
 
     @cached_property
     def guard(self) -> UpstreamGuard:
-        return UpstreamGuard(self.settings, GuardTable(lambda: self.dynamodb, self.settings.token_table_name))
+        return UpstreamGuard(self.settings, GuardTable(lambda: self.dynamodb, self.settings.token_table_name,
+                                                       clock=self.clock.now), clock=self.clock.now)
 
     @cached_property
     def memory(self) -> MemoryCache:
-        return MemoryCache(trust_seconds=self.settings.memory_trust_seconds)
+        return MemoryCache(trust_seconds=self.settings.memory_trust_seconds, clock=self.clock.monotonic)
 
     @cached_property
     def source(self) -> TokenSource:
-        return TokenSource(self.settings, self.store, self.memory, self.endpoint, self.guard)
+        return TokenSource(self.settings, self.store, self.memory, self.endpoint, self.guard, clock=self.clock.now,
+                           sleep=self.clock.sleep)
 
     @cached_property
     def vendor(self) -> TokenVendor:
@@ -121,9 +127,9 @@ def current() -> Container:
     return _current
 
 
-def start_new_container() -> Container:
+def start_new_container(clock: Clock | None = None) -> Container:
     """Forget everything this container holds and read the environment again, as a fresh Lambda
-    container would (tests and benchmarks)."""
+    container would (tests and benchmarks). The new one reads the same clock unless given another."""
     global _current
-    _current = Container()
+    _current = Container(_current.clock if clock is None else clock)
     return _current

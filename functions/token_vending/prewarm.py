@@ -53,7 +53,6 @@ and the stale entries by reason, logs them, and emits the counts as metrics
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -251,7 +250,7 @@ class _Run:
     def _finish(self) -> dict[str, Any]:
         answer = self._summary.answer()
         soonest = min(self._expiries.values(), default=None)
-        soonest_left = None if soonest is None else soonest - time.time()
+        soonest_left = None if soonest is None else soonest - self._container.clock.now()
         record_prewarm(self._summary.counts(), soonest_left, len(self._expiries))
         logger.info("pre-warm run", extra={"summary": self._summary.counts(), "reasons": answer["reasons"],
                                            "stale": answer["stale"], "cached_tokens": len(self._expiries),
@@ -276,7 +275,7 @@ class _Run:
             return
         key = TokenKey(request.app, request.scope, served.credential_id, entry.holder)
         self._expiries[key] = entry.expires_at
-        left = entry.expires_at - time.time()
+        left = entry.expires_at - self._container.clock.now()
         if entry.renewal_blocked and left > 0:
             self._summary.count("skipped", "renewal_blocked")
             return

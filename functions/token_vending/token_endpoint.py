@@ -29,6 +29,7 @@ from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import CredentialsRejected, UpstreamError, UpstreamThrottled, UpstreamUnavailable
 from .observability import logger, record_upstream, tracer
 from .settings import Settings
@@ -65,13 +66,23 @@ class _FetchRetry(Retry):
 
     retry_after_budget = 2.0  # seconds we are willing to sleep for one Retry-After
 
-    def __init__(self, *args: Any, deadline: float = math.inf, attempt_seconds: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, deadline: float = math.inf, attempt_seconds: float = 0.0,
+                 clock: Clock = SYSTEM_CLOCK, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.deadline = deadline  # time.monotonic()
+        self.deadline = deadline  # on clock.monotonic()
         self.attempt_seconds = attempt_seconds  # the longest one attempt may take (connect + read timeouts)
+        self.clock = clock
 
     def new(self, **options: Any) -> Self:
-        return super().new(deadline=self.deadline, attempt_seconds=self.attempt_seconds, **options)
+        return super().new(deadline=self.deadline, attempt_seconds=self.attempt_seconds, clock=self.clock, **options)
+
+    def sleep(self, response: Any = None) -> None:
+        # urllib3's own waits the same (the Retry-After, else the back-off), but calls time.sleep itself:
+        # this waits on the function's clock, which tests move instead of waiting.
+        wait = self.get_retry_after(response) if self.respect_retry_after_header and response is not None else None
+        wait = wait or self.get_backoff_time()
+        if wait > 0:
+            self.clock.sleep(wait)
 
     def increment(self, method: str | None = None, url: str | None = None,  # the signature of urllib3's Retry
                   response: Any = None, error: Exception | None = None, _pool: Any = None,
@@ -81,7 +92,7 @@ class _FetchRetry(Retry):
             raise MaxRetryError(_pool, url or "", error)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         wait = retry.get_retry_after(response) if response is not None else None
-        if time.monotonic() + (wait or retry.get_backoff_time()) + self.attempt_seconds > self.deadline:
+        if self.clock.monotonic() + (wait or retry.get_backoff_time()) + self.attempt_seconds > self.deadline:
             raise MaxRetryError(_pool, url or "", error)
         return retry
 
@@ -95,8 +106,9 @@ class _FetchRetry(Retry):
 class TokenEndpoint:
     """TOKEN_URL, asked as the settings say: timeouts, retries, one deadline, lifetimes it trusts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self._settings = settings
+        self._clock = clock
         self._url = settings.token_url
 
     @tracer.capture_method(capture_response=False)
@@ -104,7 +116,7 @@ class TokenEndpoint:
         import requests  # here, not at import: see the module docstring
 
         started = time.perf_counter()
-        deadline = time.monotonic() + self._settings.token_fetch_deadline_seconds
+        deadline = self._clock.monotonic() + self._settings.token_fetch_deadline_seconds
         try:
             with self._session(requests, deadline) as session:
                 response = session.post(
@@ -119,7 +131,7 @@ class TokenEndpoint:
                     stream=True,
                 )
                 with response:
-                    body = _read_body(response, deadline, self._settings.token_read_timeout_seconds)
+                    body = _read_body(response, deadline, self._settings.token_read_timeout_seconds, self._clock)
         except _BodyTooLarge:
             self._failed("too_large", started)
             raise UpstreamError("the token endpoint's answer is too large") from None
@@ -143,6 +155,7 @@ class TokenEndpoint:
             respect_retry_after_header=True,
             raise_on_status=False,  # hand the last answer back so we can map it
             deadline=deadline,
+            clock=self._clock,
             attempt_seconds=self._settings.token_connect_timeout_seconds + self._settings.token_read_timeout_seconds,
         )
         session = requests.Session()
@@ -224,13 +237,13 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _read_body(response: requests.Response, deadline: float, read_timeout: float) -> bytes:
+def _read_body(response: requests.Response, deadline: float, read_timeout: float, clock: Clock) -> bytes:
     """The answer's body, at most MAX_BODY_BYTES, read before the deadline."""
     raw = response.raw
     chunks: list[bytes] = []
     size = 0
     while True:
-        left = deadline - time.monotonic()
+        left = deadline - clock.monotonic()
         if left <= 0:
             raise ReadTimeoutError(None, response.url, "the fetch deadline passed")  # type: ignore[arg-type]
         sock = getattr(raw.connection, "sock", None)

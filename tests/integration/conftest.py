@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from token_vending.clock import SYSTEM_CLOCK, Clock
 
 from devstack.lambda_context import LocalLambdaContext
 from devstack.stack import LocalStack
@@ -79,11 +81,30 @@ class Lambda:
         return self.call("DELETE", extra_query={"fingerprint": fingerprint}, **kwargs)
 
     @staticmethod
-    def new_container() -> None:
-        """What a cold Lambda container has: nothing in memory."""
+    def new_container(clock: Clock | None = None) -> None:
+        """What a cold Lambda container has: nothing in memory. It reads the same clock as the last one
+        unless given another."""
         from token_vending import container
 
-        container.start_new_container()
+        container.start_new_container(clock)
+
+
+class MovableClock:
+    """The function's clock, owned by a test: real time plus however far the test has moved it on. The
+    function's own waits (for a lease, a Retry-After, a back-off) are recorded and jumped over, not slept."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.waits: list[float] = []
+        self.clock = Clock(now=lambda: time.time() + self.offset, monotonic=lambda: time.monotonic() + self.offset,
+                           sleep=self.wait)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.advance(seconds)
 
 
 # Tests that report a token right after vending it are about what a report does, not about how
@@ -103,10 +124,19 @@ def stack(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStac
 def lam(stack: LocalStack) -> Iterator[Lambda]:
     """The function, in a fresh container, against a clean stack with app `demo` set up."""
     stack.add_app("demo", allowed_callers=[CALLER_ROLE])
-    Lambda.new_container()
+    Lambda.new_container(SYSTEM_CLOCK)
     stack.moto.calls.clear()
     yield Lambda(stack)
-    Lambda.new_container()
+    Lambda.new_container(SYSTEM_CLOCK)
+
+
+@pytest.fixture
+def clock(lam: Lambda) -> MovableClock:
+    """The clock the function reads from now on (this container and every new one in the test), moved by the
+    test instead of waiting."""
+    owned = MovableClock()
+    lam.new_container(owned.clock)
+    return owned
 
 
 @pytest.fixture

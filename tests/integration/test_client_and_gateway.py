@@ -27,7 +27,7 @@ from sangoma_token_client import TokenClient, TokenVendingError
 from devstack.gateway import DEMO_CREDENTIALS, LocalGateway, Principal, load_credentials
 from devstack.stub_token_endpoint import Reply
 
-from .conftest import CALLER_SESSION, SCOPES, Lambda
+from .conftest import CALLER_SESSION, SCOPES, Lambda, MovableClock
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY, SECRET = "AKIATESTCALLER000001", "test-caller-secret"
@@ -54,15 +54,17 @@ def session_for(key: str, secret: str, token: str | None = None) -> botocore.ses
 
 
 class RecordedSleep:
-    """The client's sleep: records the wait and really waits, since the service remembers the
-    token endpoint's Retry-After (in every container) and answers 503 until it has passed."""
+    """The client's sleep: records the wait and moves the function's clock on by it instead of waiting, since the
+    service remembers the token endpoint's Retry-After (in every container) and answers 503 until it has passed."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: MovableClock | None = None) -> None:
         self.waits: list[float] = []
+        self.clock = clock
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-        time.sleep(seconds)
+        if self.clock is not None:
+            self.clock.advance(seconds)
 
 
 def client_for(gateway: LocalGateway, key: str = KEY, secret: str = SECRET, **kwargs: object) -> TokenClient:
@@ -121,9 +123,10 @@ def test_token_inside_the_margin_is_not_kept(gateway: LocalGateway, lam: Lambda)
     assert len(gateway.requests) == 2
 
 
-def test_503_is_retried_after_the_retry_after_it_carries(gateway: LocalGateway, lam: Lambda) -> None:
+def test_503_is_retried_after_the_retry_after_it_carries(gateway: LocalGateway, lam: Lambda,
+                                                         clock: MovableClock) -> None:
     lam.stack.token_endpoint.queue(Reply(503, {"error": "temporarily_unavailable"}, headers={"Retry-After": "3"}))
-    sleep = RecordedSleep()
+    sleep = RecordedSleep(clock)
 
     token = client_for(gateway, sleep=sleep).get_token("demo", SCOPES)
 
@@ -132,9 +135,10 @@ def test_503_is_retried_after_the_retry_after_it_carries(gateway: LocalGateway, 
     assert [status for _, status in gateway.requests] == [503, 200]
 
 
-def test_503_asking_longer_than_the_client_waits_is_raised_at_once(gateway: LocalGateway, lam: Lambda) -> None:
+def test_503_asking_longer_than_the_client_waits_is_raised_at_once(gateway: LocalGateway, lam: Lambda,
+                                                                   clock: MovableClock) -> None:
     lam.stack.token_endpoint.queue(Reply(503, "busy", headers={"Retry-After": "60"}))
-    sleep = RecordedSleep()
+    sleep = RecordedSleep(clock)
 
     with pytest.raises(TokenVendingError) as raised:
         client_for(gateway, sleep=sleep, max_retry_wait_seconds=10).get_token("demo", SCOPES)
@@ -146,9 +150,10 @@ def test_503_asking_longer_than_the_client_waits_is_raised_at_once(gateway: Loca
     assert len(gateway.requests) == 1
 
 
-def test_retries_stop_after_max_attempts(gateway: LocalGateway, lam: Lambda) -> None:
+def test_retries_stop_after_max_attempts(gateway: LocalGateway, lam: Lambda,
+                                         clock: MovableClock) -> None:
     lam.stack.token_endpoint.queue(*[Reply(503, "busy", headers={"Retry-After": "3"})] * 3)
-    sleep = RecordedSleep()
+    sleep = RecordedSleep(clock)
 
     with pytest.raises(TokenVendingError) as raised:
         client_for(gateway, sleep=sleep, max_attempts=3).get_token("demo", SCOPES)
@@ -205,9 +210,10 @@ def test_errors_surface_as_exceptions_with_code_and_description(gateway: LocalGa
     assert str(raised.value) == f"{error}: {raised.value.error_description}"
 
 
-def test_upstream_rejection_is_not_retried(gateway: LocalGateway, lam: Lambda) -> None:
+def test_upstream_rejection_is_not_retried(gateway: LocalGateway, lam: Lambda,
+                                           clock: MovableClock) -> None:
     lam.stack.token_endpoint.queue(Reply(401, {"error": "invalid_client"}))
-    sleep = RecordedSleep()
+    sleep = RecordedSleep(clock)
 
     with pytest.raises(TokenVendingError) as raised:
         client_for(gateway, sleep=sleep).get_token("demo", SCOPES)

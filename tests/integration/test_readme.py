@@ -24,10 +24,10 @@ from .test_serve import Served
 
 MARKERS = {"runs offline", "needs AWS", "needs Docker"}
 # What the documents show that tests run beside the operator flows: the quick start (`make test` is what CI
-# runs), `make serve`'s block (its commands are compared with what make serve prints, which
-# test_serve.py runs), and `make invoke` (tests/artifact/test_readme_invoke.py runs each line shown); the
-# rehearsals' flows run in test_serve_rehearsals.py.
-QUICK_START = ["make", "make demo", "make test"]
+# runs, `make check` its first stage), `make serve`'s block (its commands are compared with what make serve
+# prints, which test_serve.py runs), and `make invoke` (tests/artifact/test_readme_invoke.py runs each line shown);
+# the rehearsals' flows run in test_serve_rehearsals.py.
+QUICK_START = ["make", "make demo", "make check", "make test"]
 SERVE = "make serve"
 INVOKE = ["make invoke EVENT=events/vend.json", "make invoke EVENT=events/scheduled.json",
           "make invoke EVENT=events/vend-no-identity.json"]

@@ -187,6 +187,7 @@ def test_no_output_of_validate_ever_holds_a_credential(tmp_path: Path, capsys: p
         assert value not in printed.out + printed.err
 
 
+@pytest.mark.process
 def test_validate_exits_1_on_an_error_and_0_on_warnings_alone(tmp_path: Path) -> None:
     bad, questionable = tmp_path / "bad.json", tmp_path / "questionable.json"
     bad.write_text(json.dumps(document(client_secret="")))
@@ -205,6 +206,7 @@ def test_validate_exits_1_on_an_error_and_0_on_warnings_alone(tmp_path: Path) ->
     ]
 
 
+@pytest.mark.process
 def test_make_apps_validate_warns_about_credentials_a_form_decoding_server_would_read_otherwise(
         tmp_path: Path) -> None:
     secret = CLIENT_SECRET + "+/%2B"

@@ -264,6 +264,7 @@ def test_the_package_declares_exactly_what_it_imports() -> None:
     assert names(project["optional-dependencies"]["requests"]) == third_party_imports(PACKAGE / "auth.py") - core
 
 
+@pytest.mark.process
 def test_the_dev_venv_imports_the_installed_package_from_anywhere(tmp_path: Path) -> None:
     # Outside the checkout and without PYTHONPATH, as a script or a container would (make installs it).
     env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
@@ -277,6 +278,7 @@ def test_the_dev_venv_imports_the_installed_package_from_anywhere(tmp_path: Path
     assert Path(location).name == "__init__.py"
 
 
+@pytest.mark.process
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_the_layer_build_ships_only_the_package_code(tmp_path: Path) -> None:
     subprocess.run(["make", "--no-print-directory", "-C", str(CLIENT), "build-ClientLayer",

@@ -369,3 +369,46 @@ def test_the_federated_users_of_an_account_share_one_budget_holder_and_keep_thei
     assert alice.budget_holder == bob.budget_holder == f"arn:aws:sts::{ACCOUNT}:federated-user"
     assert role.budget_holder == role.holder  # a role's sessions already share their role's
     assert CallerPolicy.parse([ACCOUNT]).admits(alice)  # an account entry admits its federated users
+
+
+# --- holders: whose token a caller is given ---------------------------------------------------------------
+
+ROLE_HOLDER = f"arn:aws:sts::{ACCOUNT}:assumed-role/billing-service"
+
+
+def test_every_session_of_a_role_holds_the_roles_tokens_and_any_other_caller_its_own() -> None:
+    sessions = [SESSION, f"arn:aws:sts::{ACCOUNT}:assumed-role/billing-service/i-0123456789abcdef0"]
+    others = [f"arn:aws:sts::{ACCOUNT}:assumed-role/payroll-service/billing-session",
+              f"arn:aws:sts::{OTHER_ACCOUNT}:assumed-role/billing-service/billing-session",
+              f"arn:aws-cn:sts::{ACCOUNT}:assumed-role/billing-service/billing-session"]
+
+    assert {Caller.parse(session).holder for session in sessions} == {ROLE_HOLDER}
+    assert len({Caller.parse(other).holder for other in others} | {ROLE_HOLDER}) == len(others) + 1
+    assert Caller.parse(USER).holder == USER
+    assert Caller.parse("not-an-arn").holder == "not-an-arn"  # matches no policy entry, holds nothing shared
+
+
+@pytest.mark.parametrize("target", [ROLE, f"arn:aws:iam::{ACCOUNT}:role/team/billing-service", SESSION])
+def test_a_scheduled_target_named_by_its_role_or_a_session_mints_what_the_roles_sessions_are_given(
+        target: str) -> None:
+    assert policy.target_holder(target) == ROLE_HOLDER
+
+
+def test_a_scheduled_target_of_another_principal_mints_its_own() -> None:
+    assert policy.target_holder(USER) == USER
+
+
+@pytest.mark.parametrize(("allowed", "holder", "admitted"), [
+    pytest.param([ACCOUNT], ROLE_HOLDER, True, id="account"),
+    pytest.param([ROLE], ROLE_HOLDER, True, id="role"),
+    pytest.param([SESSION], ROLE_HOLDER, True, id="one-of-its-sessions"),
+    pytest.param([USER], USER, True, id="user"),
+    pytest.param([ROLE], "", True, id="any-holder-of-a-shared-token"),
+    pytest.param([f"arn:aws:iam::{ACCOUNT}:role/payroll-service"], ROLE_HOLDER, False, id="another-role"),
+    pytest.param([OTHER_ACCOUNT], ROLE_HOLDER, False, id="another-account"),
+    pytest.param([USER], ROLE_HOLDER, False, id="a-user-is-not-the-role"),
+    pytest.param([], "", False, id="nobody-allowed"),
+])
+def test_the_schedule_serves_a_holder_only_while_some_caller_of_it_would_be_admitted(
+        allowed: list[str], holder: str, admitted: bool) -> None:
+    assert CallerPolicy.parse(allowed).admits_holder(holder) is admitted

@@ -5,7 +5,7 @@ table in docs/operations.md says the same."""
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -62,22 +62,16 @@ def test_the_configuration_table_lists_every_setting_with_its_default_and_source
             assert re.match(rf"`?{re.escape(str(default))}`?( |$)", rows[name]["default"].strip()), name
 
 
-def test_settings_defaults() -> None:
-    settings = Settings.from_env({"TOKEN_TABLE_NAME": "tokens", "TOKEN_KMS_KEY_ID": "alias/tokens"})
-    assert settings.token_table_name == "tokens"
-    assert settings.token_kms_key_id == "alias/tokens"
-    assert settings.min_ttl_seconds == 300
-    assert settings.secret_cache_seconds == 300
-    assert settings.secret_prefix == "sangoma/token-vending/"
-    assert settings.token_url == "https://auth.sangoma.com/oauth/token"
-    assert settings.memory_trust_seconds == 60
-    assert settings.min_report_age_seconds == 60
-    assert settings.max_mints_per_app_per_hour == 100
-    assert settings.upstream_failure_cooldown_seconds == 5
-    assert settings.refused_cooldown_seconds == 60
-    assert settings.unknown_app_cooldown_seconds == 30
-    assert settings.secret_max_stale_seconds == 3600
-    assert settings.token_fetch_deadline_seconds == 10
+def test_a_deployment_without_overrides_runs_the_code_defaults() -> None:
+    """Each template parameter that sets a setting defaults to the code's default (the one the configuration
+    table shows): a stack deployed with no parameters behaves as the code and the docs say."""
+    parameters = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)["Parameters"]  # noqa: S506
+    templated = {declared.name: declared.metadata["template"] for declared in DECLARED.values()
+                 if declared.metadata["template"] in parameters}
+
+    assert templated
+    for name, parameter in templated.items():
+        assert str(parameters[parameter]["Default"]) == str(getattr(Settings(), name)), name
 
 
 def test_settings_defaults_keep_a_vend_within_api_gateway_limits() -> None:
@@ -97,21 +91,16 @@ def test_a_blank_value_means_the_default(name: str) -> None:
     assert Settings.from_env({name: "  "}) == Settings()
 
 
-def test_settings_overrides() -> None:
-    settings = Settings.from_env({
-        "TOKEN_TABLE_NAME": "t", "TOKEN_KMS_KEY_ID": "k", "SECRET_PREFIX": "p/", "TOKEN_URL": "http://127.0.0.1:1/t",
-        "MIN_TTL_SECONDS": "60", "SECRET_CACHE_SECONDS": " 5 ", "MEMORY_TRUST_SECONDS": "0", "LEASE_SECONDS": "3",
-        "LEASE_WAIT_SECONDS": "1.5", "TOKEN_CONNECT_TIMEOUT_SECONDS": "0.5", "TOKEN_READ_TIMEOUT_SECONDS": "0.75",
-        "TOKEN_MAX_RETRIES": "0", "INVALID_CLIENT_COOLDOWN_SECONDS": "2", "MAX_TOKEN_LIFETIME_SECONDS": "86400",
-        "REFRESH_BEFORE_SECONDS": "3600", "REFUSED_COOLDOWN_SECONDS": "7", "UNKNOWN_APP_COOLDOWN_SECONDS": "8",
-    })
-    assert settings == Settings(
-        token_table_name="t", token_kms_key_id="k", secret_prefix="p/", token_url="http://127.0.0.1:1/t",
-        min_ttl_seconds=60, secret_cache_seconds=5, memory_trust_seconds=0, lease_seconds=3,
-        lease_wait_seconds=1.5, token_connect_timeout_seconds=0.5, token_read_timeout_seconds=0.75,
-        token_max_retries=0, invalid_client_cooldown_seconds=2, max_token_lifetime_seconds=86_400,
-        refresh_before_seconds=3600, refused_cooldown_seconds=7, unknown_app_cooldown_seconds=8,
-    )
+@pytest.mark.parametrize("name", list(DECLARED))
+def test_each_variable_sets_its_own_setting_and_no_other(name: str) -> None:
+    declared = DECLARED[name]
+    raw, value = ("p/", "p/") if declared.type == "str" else ("7", 7.0 if declared.type == "float" else 7)
+    assert value != declared.default
+
+    settings = Settings.from_env({name: f" {raw} "})  # blanks around a value are ignored
+
+    assert settings == replace(Settings(), **{declared.name: value})
+    assert type(getattr(settings, declared.name)) is type(value)
 
 
 def test_whole_seconds_settings_are_ints_and_fractional_ones_floats() -> None:
@@ -126,9 +115,7 @@ def test_settings_read_the_process_environment_by_default(monkeypatch: pytest.Mo
     monkeypatch.setenv("MIN_TTL_SECONDS", "120")
     monkeypatch.setenv("TOKEN_TABLE_NAME", "from-env")
     settings = Settings.from_env()
-    assert settings.min_ttl_seconds == 120
-    assert settings.token_table_name == "from-env"
-    assert settings.secret_cache_seconds == 300
+    assert settings == replace(Settings(), min_ttl_seconds=120, token_table_name="from-env")
 
 
 @pytest.mark.parametrize("name", NUMERIC)

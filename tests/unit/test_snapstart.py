@@ -79,6 +79,7 @@ print(json.dumps({"at_init": at_init, "before_snapshot": before_snapshot, "same_
 """
 
 
+@pytest.mark.process
 def test_the_snapshot_holds_the_lazy_imports_and_a_restore_forgets_memory() -> None:
     env = {**os.environ, "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start", "AWS_DEFAULT_REGION": "us-east-1",
            "POWERTOOLS_TRACE_DISABLED": "true", "PYTHONPATH": str(ROOT / "functions"),

@@ -8,8 +8,8 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from token_vending.request_input import parse_fingerprint
-from token_vending.tokens import fingerprint
+from token_vending.request_input import MAX_SCOPES, parse_fingerprint
+from token_vending.tokens import TokenKey, fingerprint
 
 from .conftest import ACCESS_TOKEN, NOW, key, token
 
@@ -41,20 +41,26 @@ def test_cached_token_repr_never_contains_the_token() -> None:
 # --- token keys ---------------------------------------------------------------------------------------------
 
 
-def test_one_key_per_app_scope_set_and_credentials() -> None:
-    base = key()
-    assert base == key()
-    assert base.table_key == key().table_key
-    variants = [key(app="other"), key(scope="cx.agent-calls cx.queue-calls"), key(credential_id="d" * 16)]
-    for variant in variants:
-        assert variant != base
-        assert variant.table_key != base.table_key
-    assert len({v.table_key for v in variants}) == len(variants)
+HOLDER = "arn:aws:sts::111122223333:assumed-role/billing-service"
 
 
-def test_lease_key_is_distinct_from_the_token_key() -> None:
-    assert key().lease_key != key().table_key
-    assert key().lease_key != key(app="other").lease_key
+def test_one_token_and_one_lease_per_app_scope_set_credentials_and_holder() -> None:
+    variants = [key(), key(app="other"), key(scope="cx.agent-calls cx.queue-calls"), key(credential_id="d" * 16),
+                key()._replace(holder=HOLDER), key()._replace(holder=HOLDER + "-2")]
+    items = [item for variant in variants for item in (variant.table_key, variant.lease_key)]
+
+    assert len(set(items)) == 2 * len(variants)  # no two keys share an item, and no token item is a lease
+    assert (key().table_key, key().lease_key) == (key().table_key, key().lease_key)  # the same key, the same items
+
+
+def test_a_key_of_the_longest_scopes_and_holder_still_fits_a_dynamodb_partition_key() -> None:
+    # The most a request may carry (MAX_SCOPES scopes of 256 characters) and a long role ARN: the item names them
+    # by a digest, under DynamoDB's 2048-byte limit on a partition key.
+    longest = TokenKey("a" * 64, " ".join(f"cx.{index:02}" + "s" * 250 for index in range(MAX_SCOPES)), "c" * 16,
+                       f"arn:aws:sts::111122223333:assumed-role/{'r' * 64}")
+
+    assert len(longest.table_key.encode()) <= 2048 and len(longest.lease_key.encode()) <= 2048
+    assert longest.table_key != longest._replace(holder=HOLDER).table_key
 
 
 # --- servable -----------------------------------------------------------------------------------------------
