@@ -88,15 +88,14 @@ def test_a_lease_holder_that_dies_is_taken_over_when_its_lease_runs_out(lam: Lam
 
 
 def test_a_waiter_whose_wait_runs_out_answers_503_token_in_progress_without_calling_upstream(  # type: ignore[no-untyped-def]
-        lam: Lambda, settings_env) -> None:
-    settings_env(LEASE_WAIT_SECONDS=0.5)
+        lam: Lambda, clock) -> None:
     secret = lam.stack.client("secretsmanager").get_secret_value(SecretId="sangoma/token-vending/demo")
     config = parse_app_config("demo", secret["SecretString"], secret["VersionId"], lam.stack.token_endpoint.url)
     key = TokenKey("demo", "cx.agent-calls cx.queue-calls", config.credential_id, CALLER_HOLDER)
     # Another container holds the lease for this key and is still fetching.
     lam.stack.client("dynamodb").put_item(TableName=TABLE_NAME, Item={
         "pk": {"S": key.lease_key}, "kind": {"S": "lease"}, "owner": {"S": "another-container"},
-        "lease_until": {"N": str(time.time() + 30)}})
+        "lease_until": {"N": str(clock.clock.now() + 30)}})
 
     answer = lam.vend()
 
@@ -104,3 +103,4 @@ def test_a_waiter_whose_wait_runs_out_answers_503_token_in_progress_without_call
     assert (answer.status, answer.error) == (503, "token_in_progress")
     assert answer.headers["Retry-After"] == "1"
     assert lam.stack.token_endpoint.request_count == 0
+    assert 0 < sum(clock.waits) <= 14.0  # at most LEASE_WAIT_SECONDS, waited on the test's clock, not slept
