@@ -67,13 +67,13 @@ class TokenReports:
                           payer: str) -> bool:
         """Charge the payer, then put its paid mark in the reported entry's place; True if it was still there."""
         health = StoreHealth()
-        self._guard.charge_report(key.app, payer, health)
         # An entry naming the token that does not unseal holds nothing worth keeping, whatever its stored_at.
         minted_before = None if in_table is None else self._clock() - self._settings.min_report_age_seconds
         try:
+            self._guard.charge_report(key.app, payer, health)
             return self._store.replace_reported(key, reported, minted_before, payer)
         except StoreUnavailable as outage:
-            health.note(outage)
+            health.note(outage)  # the table failed between the read and the charge: nothing is dropped
             raise _report_again() from None
 
     def _unsealed(self, key: TokenKey, stored: StoredToken) -> CachedToken | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from token_vending.app_config import AppConfig, AppConfigStore
-from token_vending.errors import SlowDown, TokenInProgress, UnknownApp
+from token_vending.errors import DependencyUnavailable, SlowDown, TokenInProgress, UnknownApp
 from token_vending.memory_cache import MemoryCache
 from token_vending.observability import take_metrics
 from token_vending.policy import Caller
@@ -25,6 +25,7 @@ from token_vending.vending import TokenOrder, TokenSource, TokenVendor
 from devstack.local_aws import SECRET_PREFIX, TABLE_NAME
 
 from .conftest import CALLER_ARN, START, Aws
+from .guard_fakes import InMemoryGuardTable
 
 SETTINGS = Settings(min_report_age_seconds=60)
 CALLER = Caller.parse(CALLER_ARN)
@@ -277,3 +278,19 @@ def test_a_vend_enters_the_guard_at_most_twice_even_when_the_credentials_rotate(
 
     assert rotated.source == "upstream" and hit.source == "memory"
     assert guard.entries == 2
+
+
+def test_a_report_whose_charge_meets_a_table_outage_answers_503_and_drops_nothing(aws: Aws, config: AppConfig) -> None:
+    vended = source(aws).token_for(config, ORDER)
+    aws.clock.advance(SETTINGS.min_report_age_seconds)
+    guard_table = InMemoryGuardTable(aws.clock)
+    guard_table.down = True  # the budget's counter cannot be reached
+    reports = TokenReports(SETTINGS, aws.store(), MemoryCache(SETTINGS.memory_trust_seconds, clock=aws.clock),
+                           UpstreamGuard(SETTINGS, guard_table, clock=aws.clock), clock=aws.clock)  # type: ignore[arg-type]
+
+    with pytest.raises(DependencyUnavailable) as refused:
+        reports.drop(key(config), vended.token.fingerprint, CALLER.budget_holder)
+
+    assert (refused.value.status, refused.value.retry_after) == (503, 5)
+    [item] = aws.items("token#")
+    assert item["fingerprint"]["S"] == vended.token.fingerprint  # still served
