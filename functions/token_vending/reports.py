@@ -19,7 +19,7 @@ from .errors import DependencyUnavailable, SlowDown, StoreUnavailable
 from .memory_cache import MemoryCache
 from .settings import Settings
 from .store_health import StoreHealth
-from .token_store import EntryRejected, PaidReplacement, StoredToken, TokenStore
+from .token_store import EntryRejected, StoredToken, TokenStore
 from .tokens import CachedToken, TokenKey
 from .upstream_guard import UpstreamGuard
 
@@ -45,12 +45,13 @@ class TokenReports:
         mint that replaces it spends the app's budget only. A token minted less than MIN_REPORT_AGE_SECONDS ago
         is not dropped (SlowDown): report and vend in a loop must not mint without end. Only a minting time
         the seal vouches for counts."""
+        health = StoreHealth()
         try:
-            entry = self._entry(key)
+            entry = self._store.held(key)
             reported = entry if isinstance(entry, StoredToken) and entry.fingerprint == token_fingerprint else None
             in_table = self._unsealed(key, reported) if reported is not None else None
         except StoreUnavailable as outage:
-            StoreHealth().note(outage)
+            health.note(outage)
             # Without the table nothing can be dropped for good, nor paid for: the caller reports again.
             raise _report_again() from None
         minted = [token.minted_at for token in (in_table, self._memory.token(key))
@@ -59,14 +60,13 @@ class TokenReports:
         reportable_from = max(minted, default=0.0) + self._settings.min_report_age_seconds
         if now < reportable_from:
             raise SlowDown(retry_after=max(1, math.ceil(reportable_from - now)))
-        replaced = reported is not None and self._replace_reported(key, reported, in_table, payer)
+        replaced = reported is not None and self._replace_reported(key, reported, in_table, payer, health)
         dropped_from_memory = self._memory.drop(key, token_fingerprint)
         return Reported(replaced or dropped_from_memory, key.holder, payer if replaced else "")
 
     def _replace_reported(self, key: TokenKey, reported: StoredToken, in_table: CachedToken | None,
-                          payer: str) -> bool:
+                          payer: str, health: StoreHealth) -> bool:
         """Charge the payer, then put its paid mark in the reported entry's place; True if it was still there."""
-        health = StoreHealth()
         # An entry naming the token that does not unseal holds nothing worth keeping, whatever its stored_at.
         minted_before = None if in_table is None else self._clock() - self._settings.min_report_age_seconds
         try:
@@ -82,14 +82,6 @@ class TokenReports:
             return self._store.unseal(key, stored)
         except EntryRejected:
             return None
-
-    def _entry(self, key: TokenKey) -> StoredToken | PaidReplacement | None:
-        """The key's table entry; None when there is none or it is malformed (it holds no token)."""
-        try:
-            return self._store.get(key)
-        except EntryRejected:
-            return None
-
 
 def _report_again() -> DependencyUnavailable:
     return DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5)

@@ -21,6 +21,7 @@ from .errors import ConfigurationError
 DAY = 86_400
 API_GATEWAY_TIMEOUT_SECONDS = 29  # API Gateway's integration timeout: a vend answers within it or not at all
 LOCAL_HOSTS = frozenset({"localhost", "host.docker.internal"})
+HTTPS_ONLY_RULE = "TOKEN_URL must be an https URL (plain http only to a loopback host or host.docker.internal)"
 
 
 def setting(default: Any, doc: str, template: str | None = None) -> Any:
@@ -124,8 +125,7 @@ RULES = (
     Rule(lambda s: bool(s.token_table_name), "TOKEN_TABLE_NAME is not set: tokens, leases and budgets live there"),
     Rule(lambda s: bool(s.token_kms_key_id), "TOKEN_KMS_KEY_ID is not set: cached tokens are sealed with it"),
     Rule(lambda s: bool(s.secret_prefix), "SECRET_PREFIX is not set: every app's secret is named by it"),
-    Rule(lambda s: url_problem(s.token_url) is None, "TOKEN_URL must be an https URL (plain http only to a "
-                                                       "loopback host or host.docker.internal)"),
+    Rule(lambda s: url_problem(s.token_url) is None, HTTPS_ONLY_RULE),
     Rule(lambda s: s.lease_seconds > 0, "LEASE_SECONDS must be positive"),
     Rule(lambda s: s.token_fetch_deadline_seconds < s.lease_seconds,
          "TOKEN_FETCH_DEADLINE_SECONDS must be less than LEASE_SECONDS: a fetch ends before its lease runs out, "
@@ -152,7 +152,7 @@ def url_problem(url: str) -> str | None:
         return None
     if parts.scheme == "http" and host and (host in LOCAL_HOSTS or _is_loopback(host)):
         return None
-    return "TOKEN_URL must be an https URL (plain http only to a loopback host or host.docker.internal)"
+    return HTTPS_ONLY_RULE
 
 
 def _is_loopback(host: str) -> bool:

@@ -132,6 +132,13 @@ class TokenStore(Table):
         item = self._get_item(key.table_key)
         return parse_item(item) if item else None
 
+    def held(self, key: TokenKey) -> StoredToken | PaidReplacement | None:
+        """What the key's entry holds; None when there is none or it is malformed (it holds no token)."""
+        try:
+            return self.get(key)
+        except EntryRejected:
+            return None
+
     @tracer.capture_method(capture_response=False)
     def unseal(self, key: TokenKey, stored: StoredToken) -> CachedToken:
         """The entry's token; EntryRejected when its seal or fingerprint does not match the key and metadata."""

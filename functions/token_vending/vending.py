@@ -182,17 +182,10 @@ class TokenSource:
             self._memory.drop(key)
         return self._from_table_or_upstream(Lookup(config, order, key, min_ttl, health, previous))
 
-    def _entry(self, key: TokenKey) -> StoredToken | PaidReplacement | None:
-        """The key's table entry; None when there is none or it is malformed (it holds no token)."""
-        try:
-            return self._store.get(key)
-        except EntryRejected:
-            return None
-
     def _table_still_holds(self, key: TokenKey, token: CachedToken, health: StoreHealth) -> bool:
         """Re-check an entry whose memory trust ran out: has it been invalidated or replaced?"""
         try:
-            held = self._entry(key)
+            held = self._store.held(key)
         except StoreUnavailable as outage:
             health.note(outage)
             return True  # the table cannot say: keep serving what we have
