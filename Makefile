@@ -9,10 +9,14 @@ SAM := $(SAM_VENV)/bin/sam
 SCAN_VENV := .venv-scan
 LAMBDA_VENV := .venv-lambda
 LAMBDA_PYTHON_TOOL := tools/lambda-python
-PIP_FLAGS := --quiet --disable-pip-version-check
-# The tools' virtualenvs skip compiling every module at install (a quarter of the install's CPU): Python compiles
-# what it imports on first use. The Lambda runtime's venv keeps it, so cold-start figures never include it.
-TOOL_PIP_FLAGS := $(PIP_FLAGS) --no-compile
+# uv builds the virtualenvs: from its cache in seconds, and with nothing cached it fetches many packages at once
+# (pip took one to three minutes for the four, even from a warm cache). It is pinned, and pip installs it on first use.
+UV_VERSION := 0.13.9
+UV_DIR := .uv
+UV := $(UV_DIR)/bin/uv
+# The tools' virtualenvs install without compiling every module (uv's default): Python compiles what it imports, once.
+# The Lambda runtime's venv is compiled (--compile-bytecode), so cold-start figures never include compiling.
+UV_INSTALL := $(UV) pip install --quiet --compile-bytecode
 
 # A value given on the command line (APP=..., ENV=..., ARGS=..., a port, a function setting) is data, never make or
 # shell text: it keeps its text as written (make expands no $(...) in it) and reaches its command through the
@@ -33,37 +37,40 @@ help: ## this list
 	@echo "Sangoma CX token vending: make TARGET"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 
-# The virtualenvs are made on first use (and again when pyproject.toml changes). Each says what it installs and
-# how long it took on a loaded 2-core machine with nothing cached, since pip --quiet is silent meanwhile; their
-# output goes to stderr, so that `make invoke`'s stdout stays the function's answer.
-$(VENV)/.installed: pyproject.toml layers/client/pyproject.toml
-	@echo "installing $(VENV): pytest, moto, boto3, Powertools, ruff, mypy, cfn-lint, awscurl (about 2 min the first time)" >&2
-	@$(PYTHON) -m venv $(VENV) >&2
-	@$(VENV)/bin/pip install $(TOOL_PIP_FLAGS) ".[dev]" >&2
-	@$(VENV)/bin/pip install $(TOOL_PIP_FLAGS) --editable ./layers/client >&2  # edits show without a reinstall
+$(UV):
+	@$(PYTHON) -m pip install --quiet --quiet --disable-pip-version-check --target $(UV_DIR) "uv==$(UV_VERSION)" >&2
+
+# The virtualenvs are made on first use, and made again when what they install changes. Each says what it installs
+# (uv --quiet is silent meanwhile); their output goes to stderr, so that `make invoke`'s stdout stays the function's
+# answer.
+$(VENV)/.installed: pyproject.toml layers/client/pyproject.toml $(UV)
+	@echo "installing $(VENV): pytest, moto, boto3, Powertools, ruff, mypy, cfn-lint, awscurl (under a minute)" >&2
+	@$(UV) venv --quiet --clear --python $(PYTHON) $(VENV) >&2
+	@$(UV_INSTALL) --python $(VENV)/bin/python ".[dev]" --editable ./layers/client >&2  # edits show at once
 	@touch $@
 
-# SAM CLI pins libraries the dev set disagrees with: it lives in a venv of its own.
-$(SAM_VENV)/.installed: pyproject.toml
-	@echo "installing $(SAM_VENV): the AWS SAM CLI (about 2 min the first time)" >&2
-	@$(PYTHON) -m venv $(SAM_VENV) >&2
-	@$(SAM_VENV)/bin/pip install $(TOOL_PIP_FLAGS) ".[sam]" >&2
+# SAM CLI pins libraries the dev set disagrees with: it lives in a venv of its own. --seed: the dependencies
+# layer's build (layers/dependencies/Makefile) runs this venv's pip to fetch the runtime's wheels.
+$(SAM_VENV)/.installed: pyproject.toml $(UV)
+	@echo "installing $(SAM_VENV): the AWS SAM CLI (under a minute)" >&2
+	@$(UV) venv --quiet --clear --seed --python $(PYTHON) $(SAM_VENV) >&2
+	@$(UV_INSTALL) --python $(SAM_VENV)/bin/python ".[sam]" >&2
 	@touch $@
 
 # checkov, too, pins libraries the dev set disagrees with: a venv of its own.
-$(SCAN_VENV)/.installed: pyproject.toml
-	@echo "installing $(SCAN_VENV): checkov, the template security scanner (about 2 min the first time)" >&2
-	@$(PYTHON) -m venv $(SCAN_VENV) >&2
-	@$(SCAN_VENV)/bin/pip install $(TOOL_PIP_FLAGS) ".[scan]" >&2
+$(SCAN_VENV)/.installed: pyproject.toml $(UV)
+	@echo "installing $(SCAN_VENV): checkov, the template security scanner (under a minute)" >&2
+	@$(UV) venv --quiet --clear --python $(PYTHON) $(SCAN_VENV) >&2
+	@$(UV_INSTALL) --python $(SCAN_VENV)/bin/python ".[scan]" >&2
 	@touch $@
 
 # The Lambda python3.13 runtime's own packages (boto3 at its release, awslambdaric) on CPython 3.13:
 # what runs the built artifact here (make invoke, the artifact test, make bench).
-$(LAMBDA_VENV)/.installed: devstack/lambda-runtime-requirements.txt $(LAMBDA_PYTHON_TOOL)
+$(LAMBDA_VENV)/.installed: devstack/lambda-runtime-requirements.txt $(LAMBDA_PYTHON_TOOL) $(UV)
 	@echo "installing $(LAMBDA_VENV): the Lambda runtime's boto3 and awslambdaric on CPython 3.13 (under a minute)" >&2
-	@rm -rf $(LAMBDA_VENV)
-	@$(LAMBDA_PYTHON_TOOL) -m venv $(LAMBDA_VENV) >&2
-	@$(LAMBDA_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r devstack/lambda-runtime-requirements.txt >&2
+	@python313=$$($(LAMBDA_PYTHON_TOOL) --which) && $(UV) venv --quiet --clear --python "$$python313" $(LAMBDA_VENV) >&2
+	@$(UV_INSTALL) --python $(LAMBDA_VENV)/bin/python --no-deps \
+	  -r devstack/lambda-runtime-requirements.txt >&2
 	@touch $@
 
 demo: $(VENV)/.installed ## vend one token through the real handler against an embedded local stack
