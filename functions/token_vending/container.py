@@ -7,7 +7,7 @@ them at a local moto server in tests and the demo.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import botocore.session
@@ -31,6 +31,14 @@ AWS_CLIENT_CONFIG = Config(
     read_timeout=3,
     retries={"mode": "standard", "max_attempts": 3},
 )
+
+
+@cache
+def _service_models() -> Any:
+    """botocore's loader of service models, shared by every container of the process: parsing the models is most
+    of what building a client costs, and they never change. A Lambda process has one container; tests and
+    benchmarks that start new ones in a process reuse the models instead of parsing them again."""
+    return botocore.session.get_session().get_component("data_loader")
 
 
 class Container:
@@ -60,7 +68,9 @@ class Container:
     @cached_property
     def _botocore_session(self) -> botocore.session.Session:
         # botocore directly: boto3's Session adds only resources, which the function does not use.
-        return botocore.session.get_session()
+        session = botocore.session.get_session()
+        session.register_component("data_loader", _service_models())
+        return session
 
     def _client(self, service: str) -> Any:
         return self._botocore_session.create_client(service, config=AWS_CLIENT_CONFIG)
