@@ -398,6 +398,12 @@ class LocalGateway:
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except ConnectionError:  # the client hung up (a reset): that ends the connection, not the server
+                    self.close_connection = True
+
             def _serve(self) -> None:
                 try:
                     length = body_length(self.headers)

@@ -66,6 +66,12 @@ class CxApiStub:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as a real API: the resend reuses the connection
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except ConnectionError:  # the client hung up (a reset): that ends the connection, not the server
+                    self.close_connection = True
+
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass
 
