@@ -10,7 +10,7 @@ import pytest
 
 from devstack.stub_token_endpoint import Reply
 
-from .conftest import CALLER_ROLE, SCOPES, Lambda
+from .conftest import CALLER_ROLE, SCOPES, Lambda, MovableClock
 
 
 def assert_error(answer, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
@@ -186,7 +186,7 @@ def test_a_refusal_names_the_endpoints_registered_error_code_and_no_other_text(l
     assert answer.body and answer.body["error_description"] == f"the token endpoint refused the request (400 {code})"
 
 
-def test_unreachable_token_endpoint_is_503(lam: Lambda, settings_env) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_token_endpoint_is_503(lam: Lambda, clock: MovableClock, settings_env) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
@@ -198,7 +198,7 @@ def test_unreachable_token_endpoint_is_503(lam: Lambda, settings_env) -> None:  
     assert int(answer.headers["Retry-After"]) > 0
 
 
-def test_token_endpoint_5xx_is_503_after_retries(lam: Lambda) -> None:
+def test_token_endpoint_5xx_is_503_after_retries(lam: Lambda, clock: MovableClock) -> None:
     lam.stack.token_endpoint.queue(*[Reply(500, {"error": "server_error"})] * 3)
 
     answer = lam.vend()

@@ -20,7 +20,7 @@ from token_vending.tokens import TokenKey
 
 from devstack.stack import TABLE_NAME, LocalStack
 
-from .conftest import CALLER_HOLDER, Lambda, child_env
+from .conftest import CALLER_HOLDER, Lambda, MovableClock, child_env
 
 Started = list[tuple[subprocess.Popen[bytes], Path]]
 
@@ -68,8 +68,8 @@ SHORT_LEASE = {"LEASE_SECONDS": "3", "TOKEN_FETCH_DEADLINE_SECONDS": "2.5"}
 
 
 @pytest.mark.slow
-def test_a_lease_holder_that_dies_is_taken_over_when_its_lease_runs_out(lam: Lambda, tmp_path: Path,
-                                                                       settings_env) -> None:  # type: ignore[no-untyped-def]
+def test_a_lease_holder_that_dies_is_taken_over_when_its_lease_runs_out(  # type: ignore[no-untyped-def]
+        lam: Lambda, clock: MovableClock, tmp_path: Path, settings_env) -> None:
     lam.stack.token_endpoint.delay = 30  # the holder will be stuck upstream when it is killed
     [(holder, _)] = start_cold_containers(lam.stack, lam.api_event(), 1, tmp_path, start_in=0, **SHORT_LEASE)
     deadline = time.monotonic() + 120  # a bound for a broken holder, not a timing expectation

@@ -22,7 +22,7 @@ from devstack.gateway import LocalGateway, load_credentials
 from devstack.stub_token_endpoint import Reply
 from tools.live_alias import Target, target_from_url
 
-from .conftest import SCOPES, Lambda
+from .conftest import SCOPES, Lambda, MovableClock
 
 ROOT = Path(__file__).resolve().parents[2]
 PRINCIPALS = load_credentials()
@@ -140,7 +140,7 @@ def test_credentials_the_token_endpoint_rejects(gateway: LocalGateway, lam: Lamb
     assert "check client_id and client_secret in the app's secret" in advice
 
 
-def test_a_token_endpoint_that_is_down(gateway: LocalGateway, lam: Lambda) -> None:
+def test_a_token_endpoint_that_is_down(gateway: LocalGateway, lam: Lambda, clock: MovableClock) -> None:
     lam.stack.token_endpoint.queue(*[Reply(503) for _ in range(3)])
 
     result = smoke("--url", gateway.url, "--app", "demo", "--scope", SCOPES)

@@ -15,6 +15,12 @@ from .conftest import SCOPES, Lambda, MovableClock
 TOKEN = {"access_token": "sgm_scripted", "token_type": "bearer", "scope": SCOPES, "expires_in": 24_304_413}
 
 
+@pytest.fixture(autouse=True)
+def owned_clock(clock: MovableClock) -> MovableClock:
+    """Every test here owns the function's clock: the back-offs between retries are recorded and jumped over."""
+    return clock
+
+
 def end_remembered_failures(lam: Lambda) -> None:
     """Make every failure remembered in the table run out now, as if its time had passed."""
     dynamodb = lam.stack.client("dynamodb")
