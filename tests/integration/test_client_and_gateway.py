@@ -513,7 +513,7 @@ def test_awscurl_gets_a_token_and_reports_it(gateway: LocalGateway) -> None:
 
 
 PYTHON_M = (sys.executable, "-m", "sangoma_token_client")
-# The console script pyproject.toml declares, installed next to this Python by `make` (pip install --editable).
+# The console script pyproject.toml declares, installed next to this Python by `make` (layers/client, editable).
 SCRIPT = shutil.which("sangoma-token", path=str(Path(sys.executable).parent))
 
 
@@ -531,7 +531,7 @@ def run_cli(*args: str, key: str = KEY, secret: str = SECRET, stdin: str | None 
 
 
 def installed_script() -> list[str]:
-    assert SCRIPT, f"no sangoma-token next to {sys.executable}: run `make` (pip install --editable ./layers/client)"
+    assert SCRIPT, f"no sangoma-token next to {sys.executable}: run `make .venv/.installed` (layers/client, editable)"
     return [SCRIPT]
 
 
