@@ -14,8 +14,8 @@ LAMBDA_PYTHON_TOOL := tools/lambda-python
 UV_VERSION := 0.13.9
 UV_DIR := .uv
 UV := $(UV_DIR)/bin/uv
-# The tools' virtualenvs install without compiling every module (uv's default): Python compiles what it imports, once.
-# The Lambda runtime's venv is compiled (--compile-bytecode), so cold-start figures never include compiling.
+# Every virtualenv is compiled at install: no test process compiles moto or botocore from source, even where
+# PYTHONDONTWRITEBYTECODE keeps Python from saving what it compiles, and cold-start figures never include compiling.
 UV_INSTALL := $(UV) pip install --quiet --compile-bytecode
 
 # A value given on the command line (APP=..., ENV=..., ARGS=..., a port, a function setting) is data, never make or
@@ -37,7 +37,7 @@ help: ## this list
 	@echo "Sangoma CX token vending: make TARGET"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 
-$(UV):
+$(UV):  # -qq: errors only (pip warns about its index settings and running as root)
 	@$(PYTHON) -m pip install --quiet --quiet --disable-pip-version-check --target $(UV_DIR) "uv==$(UV_VERSION)" >&2
 
 # The virtualenvs are made on first use, and made again when what they install changes. Each says what it installs
@@ -69,8 +69,7 @@ $(SCAN_VENV)/.installed: pyproject.toml $(UV)
 $(LAMBDA_VENV)/.installed: devstack/lambda-runtime-requirements.txt $(LAMBDA_PYTHON_TOOL) $(UV)
 	@echo "installing $(LAMBDA_VENV): the Lambda runtime's boto3 and awslambdaric on CPython 3.13 (under a minute)" >&2
 	@python313=$$($(LAMBDA_PYTHON_TOOL) --which) && $(UV) venv --quiet --clear --python "$$python313" $(LAMBDA_VENV) >&2
-	@$(UV_INSTALL) --python $(LAMBDA_VENV)/bin/python --no-deps \
-	  -r devstack/lambda-runtime-requirements.txt >&2
+	@$(UV_INSTALL) --python $(LAMBDA_VENV)/bin/python --no-deps -r devstack/lambda-runtime-requirements.txt >&2
 	@touch $@
 
 demo: $(VENV)/.installed ## vend one token through the real handler against an embedded local stack
