@@ -83,5 +83,6 @@ class TokenReports:
         except EntryRejected:
             return None
 
+
 def _report_again() -> DependencyUnavailable:
     return DependencyUnavailable("the shared cache is unavailable; report again shortly", retry_after=5)

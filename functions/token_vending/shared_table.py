@@ -14,6 +14,7 @@ from .aws_errors import error_code, store_errors
 
 TTL_GRACE_SECONDS = 86_400  # DynamoDB TTL is late anyway; every read checks expiry itself
 HOUR = 3600
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class Table:
@@ -28,27 +29,25 @@ class Table:
                 TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
         return item
 
-    def _put_if(self, item: dict[str, Any], condition: str, values: dict[str, Any]) -> bool:
-        """Write the item if the condition holds; False when it does not."""
+    def _write_if(self, operation: str, **request: Any) -> dict[str, Any] | None:
+        """A conditional write (`put_item`, `update_item`, `delete_item`): DynamoDB's answer, or None when the
+        condition does not hold."""
         with store_errors():
             try:
-                self._dynamodb().put_item(TableName=self._table, Item=item, ConditionExpression=condition,
-                                          ExpressionAttributeValues=values)
+                answer: dict[str, Any] = getattr(self._dynamodb(), operation)(TableName=self._table, **request)
             except ClientError as error:
-                if error_code(error) == "ConditionalCheckFailedException":
-                    return False
+                if error_code(error) == CONDITION_FAILED:
+                    return None
                 raise
-        return True
+        return answer
+
+    def _put_if(self, item: dict[str, Any], condition: str, values: dict[str, Any]) -> bool:
+        """Write the item if the condition holds; False when it does not."""
+        return self._write_if("put_item", Item=item, ConditionExpression=condition,
+                              ExpressionAttributeValues=values) is not None
 
     def _delete_if(self, pk: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None) -> bool:
         """Delete the item if the condition holds; False when it does not."""
         options: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
-        with store_errors():
-            try:
-                self._dynamodb().delete_item(TableName=self._table, Key={"pk": {"S": pk}},
-                                             ConditionExpression=condition, ExpressionAttributeValues=values, **options)
-            except ClientError as error:
-                if error_code(error) == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
+        return self._write_if("delete_item", Key={"pk": {"S": pk}}, ConditionExpression=condition,
+                              ExpressionAttributeValues=values, **options) is not None

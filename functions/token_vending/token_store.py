@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .aws_errors import error_code, store_errors, translated
 from .errors import Dependency
 from .observability import tracer
-from .shared_table import TTL_GRACE_SECONDS, Table
+from .shared_table import CONDITION_FAILED, TTL_GRACE_SECONDS, Table
 from .tokens import CachedToken, TokenKey, fingerprint, servable
 
 SHARED_HOLDER = "shared"  # what the seal says for a token without holder (no ARN reads so)
@@ -209,7 +209,7 @@ class TokenStore(Table):
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",  # tells waiters when to try again
                 )
             except ClientError as error:
-                if error_code(error) == "ConditionalCheckFailedException":
+                if error_code(error) == CONDITION_FAILED:
                     holder: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
                     held = holder.get("lease_until", {}).get("N")
                     return float(held) if held else now + seconds

@@ -47,12 +47,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple, TypeVar
-
-from botocore.exceptions import ClientError
+from typing import NamedTuple, TypeVar
 
 from .app_config import AppConfig
-from .aws_errors import error_code, store_errors
+from .aws_errors import store_errors
 from .errors import (
     CredentialsHeldOff,
     CredentialsRejected,
@@ -314,23 +312,16 @@ class GuardTable(Table):
         """Count one upstream token request against a budget (`app`) in this clock hour, atomically across
         every container: the new count, or None (nothing counted) when `limit` requests were made already."""
         hour = int(self._clock() // HOUR)
-        with store_errors():
-            try:
-                answer: dict[str, Any] = self._dynamodb().update_item(
-                    TableName=self._table, Key={"pk": {"S": f"mints#{budget}#{hour}"}},
-                    UpdateExpression="ADD #count :one SET #kind = :kind, #ttl = :ttl",
-                    ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-                    ExpressionAttributeNames={"#count": "count", "#kind": "kind", "#ttl": "ttl"},
-                    ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
-                                               ":kind": {"S": "mints"},
-                                               ":ttl": {"N": str((hour + 1) * HOUR + TTL_GRACE_SECONDS)}},
-                    ReturnValues="UPDATED_NEW",
-                )
-            except ClientError as error:
-                if error_code(error) == "ConditionalCheckFailedException":
-                    return None
-                raise
-        return int(answer["Attributes"]["count"]["N"])
+        answer = self._write_if(
+            "update_item", Key={"pk": {"S": f"mints#{budget}#{hour}"}},
+            UpdateExpression="ADD #count :one SET #kind = :kind, #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
+            ExpressionAttributeNames={"#count": "count", "#kind": "kind", "#ttl": "ttl"},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)}, ":kind": {"S": "mints"},
+                                       ":ttl": {"N": str((hour + 1) * HOUR + TTL_GRACE_SECONDS)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return None if answer is None else int(answer["Attributes"]["count"]["N"])
 
 
 def _cooldown_key(app: str, secret_version: str) -> str:
