@@ -78,8 +78,8 @@ def test_a_report_spends_the_reporters_budget_and_past_it_drops_nothing(shared_a
     settings_env(MAX_MINTS_PER_CALLER_PER_HOUR=2)
     reports = []
     for _ in range(3):
-        token = token_of(lam.vend(caller=OTHER_SESSION))
-        reports.append((token, lam.report(lam.vend(caller=OTHER_SESSION).body["fingerprint"], caller=CALLER_SESSION)))
+        vended = lam.vend(caller=OTHER_SESSION)
+        reports.append((token_of(vended), lam.report(vended.body["fingerprint"], caller=CALLER_SESSION)))
 
     statuses = [report.status for _, report in reports]
     assert statuses == [204, 204, 429]
