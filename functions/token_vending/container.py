@@ -116,7 +116,8 @@ class Container:
 
     @cached_property
     def vendor(self) -> TokenVendor:
-        return TokenVendor(self.configs, self.source, TokenReports(self.settings, self.store, self.memory, self.guard))
+        reports = TokenReports(self.settings, self.store, self.memory, self.guard, clock=self.clock.now)
+        return TokenVendor(self.configs, self.source, reports)
 
     def load_service_models(self) -> None:
         """Parse the models of the services a vend calls (no credentials, no connection): what a
