@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from token_vending.clock import SYSTEM_CLOCK, Clock
+from token_vending.shared_table import HOUR
 
 from devstack.lambda_context import LocalLambdaContext
 from devstack.stack import LocalStack
@@ -106,6 +107,10 @@ class MovableClock:
         self.waits.append(seconds)
         self.advance(seconds)
 
+    def to_the_start_of_an_hour(self) -> None:
+        """On to one second past the start of the next clock hour (an hourly budget's period)."""
+        self.advance(HOUR - self.clock.now() % HOUR + 1)
+
 
 # Tests that report a token right after vending it are about what a report does, not about how
 # soon one may come: they run without the minimum age (its own tests set it).
@@ -137,6 +142,15 @@ def clock(lam: Lambda) -> MovableClock:
     owned = MovableClock()
     lam.new_container(owned.clock)
     return owned
+
+
+@pytest.fixture
+def budget_hour(clock: MovableClock) -> MovableClock:
+    """The function's clock at the start of a clock hour, for a test that spends an hourly mint budget by vending:
+    whenever the test runs, the budget cannot start afresh halfway through it (a client that honours a short
+    Retry-After would otherwise retry just as a new hour begins)."""
+    clock.to_the_start_of_an_hour()
+    return clock
 
 
 @pytest.fixture

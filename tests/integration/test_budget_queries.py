@@ -24,7 +24,7 @@ def log_records(logs: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def spent(lam: Lambda, settings_env: Any, captured_logs: Any) -> list[dict[str, Any]]:
+def spent(lam: Lambda, budget_hour: Any, settings_env: Any, captured_logs: Any) -> list[dict[str, Any]]:
     """An hour in which billing spends its own budget (3) and, with support's mint, the app's (4)."""
     lam.stack.add_app("demo", allowed_callers=["arn:aws:iam::111122223333:role/billing-service", OTHER_ROLE],
                       allowed_scopes=["cx.a", "cx.b", "cx.c"])
@@ -67,6 +67,7 @@ def test_the_refusals_query_says_which_budget_refused_and_whose(spent: list[dict
     assert {"app": "demo", "budget": "app", "holder": "", "limit": 4, "warnings": 1} in warnings
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_a_callers_spent_budget_names_the_caller_and_every_refusal_counts(lam: Lambda, settings_env: Any,
                                                                           captured_logs: Any) -> None:
     settings_env(MAX_MINTS_PER_CALLER_PER_HOUR=1)

@@ -703,6 +703,7 @@ def test_cli_report_refused_as_too_early_says_so_and_when_and_exits_3(gateway: L
     assert [status for _, status in gateway.requests] == [200, 429]  # asked once: not waited for
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_cli_a_spent_mint_budget_is_come_back_later_too(gateway: LocalGateway, settings_env: Any) -> None:
     settings_env(MAX_MINTS_PER_APP_PER_HOUR=1)
     answer = json.loads(run_cli("get", "--url", gateway.url, "--app", "demo", "--scope", SCOPES).stdout)

@@ -24,6 +24,7 @@ def account_app(lam: Lambda) -> Lambda:
     return lam
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_federated_users_of_one_account_share_one_caller_budget(account_app: Lambda, settings_env: Any) -> None:
     lam = account_app
     settings_env(MAX_MINTS_PER_CALLER_PER_HOUR=2)
@@ -38,6 +39,7 @@ def test_federated_users_of_one_account_share_one_caller_budget(account_app: Lam
     assert lam.stack.token_endpoint.request_count == 3
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_a_federated_name_is_served_its_own_token_again_without_spending(account_app: Lambda,
                                                                         settings_env: Any) -> None:
     lam = account_app
@@ -59,6 +61,7 @@ def shared_app(lam: Lambda) -> Lambda:
     return lam
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_in_a_shared_app_a_reporters_reports_never_make_another_callers_vend_429(shared_app: Lambda,
                                                                                   settings_env: Any) -> None:
     lam = shared_app
@@ -72,6 +75,7 @@ def test_in_a_shared_app_a_reporters_reports_never_make_another_callers_vend_429
     assert [answer.status for answer in answers] == [200] * 5
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_a_report_spends_the_reporters_budget_and_past_it_drops_nothing(shared_app: Lambda,
                                                                          settings_env: Any) -> None:
     lam = shared_app
@@ -89,6 +93,7 @@ def test_a_report_spends_the_reporters_budget_and_past_it_drops_nothing(shared_a
     assert token_of(lam.vend(caller=OTHER_SESSION)) == reports[-1][0]
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_the_mint_after_a_report_is_charged_to_the_reporter_not_the_next_caller(lam: Lambda, settings_env: Any,
                                                                                  captured_logs: Any) -> None:
     settings_env(MAX_MINTS_PER_CALLER_PER_HOUR=2)

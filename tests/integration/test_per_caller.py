@@ -114,6 +114,7 @@ def test_a_report_names_another_holders_fingerprint_and_drops_nothing(two_roles:
     assert token_of(lam.vend(caller=OTHER_SESSION)) == support["access_token"]
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_a_caller_past_its_budget_gets_429_while_another_caller_of_the_app_mints(
         two_roles: Lambda, settings_env: Any, captured_logs: Any) -> None:
     lam = two_roles
@@ -136,6 +137,7 @@ def test_a_caller_past_its_budget_gets_429_while_another_caller_of_the_app_mints
     assert '"MintLimitReached":1' in json.dumps(records[0], separators=(",", ":"))
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_the_callers_budget_counts_in_shared_mode_too(two_roles: Lambda, settings_env: Any) -> None:
     lam = two_roles
     share_tokens(lam.stack)

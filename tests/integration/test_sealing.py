@@ -149,6 +149,7 @@ def test_a_token_sealed_with_another_key_is_a_miss_fetched_within_the_budget_and
     assert logs.count('"UnsealableEntries":1') == 1 and "Degraded_kms" not in logs
 
 
+@pytest.mark.usefixtures("budget_hour")
 def test_with_kms_unavailable_the_lease_and_the_budget_still_apply_and_nothing_is_stored(
         lam: Lambda, settings_env: Any, captured_logs: Any) -> None:
     settings_env(MAX_MINTS_PER_APP_PER_HOUR=2)
